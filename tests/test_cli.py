@@ -1,0 +1,57 @@
+"The latent-lm console script: help, errors, generate (with resume), the tour, training through LightningCLI."
+import json, os, subprocess, sys
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", LATENT_LM_QUIET="1", MPLBACKEND="Agg")
+
+def cli(*args, cwd=None, timeout=600):
+    return subprocess.run([sys.executable, "-m", "latent_lm.cli", *map(str, args)], cwd=cwd or ROOT, env=ENV,
+                          capture_output=True, text=True, timeout=timeout)
+
+def test_help_lists_commands_and_methods():
+    r = cli("--help"); assert r.returncode == 0, r.stderr
+    for w in ("tour", "generate", "docs", "dpo", "sft"): assert w in r.stdout
+
+@pytest.mark.parametrize("args,msg", [(["dpoo", "fit"], "Did you mean 'dpo'"), (["dpo"], "needs a verb"), (["nope"], "Unknown command")])
+def test_bad_commands_exit_2_with_a_clear_message(args, msg):
+    r = cli(*args); assert r.returncode == 2 and msg in r.stderr, r.stderr
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    from latent_lm.lm import tiny_lm
+    d = tmp_path_factory.mktemp("tiny") / "model"
+    m, t = tiny_lm(); m.save_pretrained(d); t.save_pretrained(d)
+    return d
+
+def test_generate_writes_and_resumes(tiny_dir, tmp_path):
+    out = tmp_path / "gens.jsonl"
+    args = ["generate", "--model", tiny_dir, "--prompt", "hello", "--prompt", "2+2?", "-n", "3", "--max-new-tokens", "5", "--out", out]
+    r = cli(*args); assert r.returncode == 0, r.stderr
+    recs = [json.loads(l) for l in out.read_text().splitlines()]
+    assert len(recs) == 6 and {r["sample"] for r in recs} == {0, 1, 2}
+    assert all(r["num_tokens"] <= 5 and r["finish_reason"] in ("stop", "length") for r in recs)
+    before = out.read_bytes()
+    r = cli(*args); assert r.returncode == 0
+    assert out.read_bytes() == before                       # finished: nothing regenerated or appended
+    # a half-finished file (as a crash leaves it) is completed, keeping the records it had
+    lines = before.decode().splitlines(keepends=True)
+    out.write_text("".join(lines[:3])); Path(str(out) + ".done").unlink()
+    r = cli(*args); assert r.returncode == 0
+    after = out.read_text().splitlines(keepends=True)
+    assert after[:3] == lines[:3] and len(after) == 6
+
+def test_generate_bad_input(tiny_dir, tmp_path):
+    r = cli("generate", "--model", tiny_dir); assert r.returncode == 2 and "No prompts" in r.stderr
+    r = cli("generate", "--model", tmp_path / "missing", "--prompt", "x"); assert r.returncode == 2 and "does not exist" in r.stderr
+
+def test_tour_shared_section(tmp_path):
+    "The README's main job, limited to the shared layers (the method sections have their own tests)."
+    r = cli("tour", "--only", "shared", "--out", tmp_path / "tour", timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    html = (tmp_path / "tour" / "report.html").read_text()
+    assert "The shared layers" in html and html.count("data:image/png;base64,") >= 2
+    sec = json.loads((tmp_path / "tour" / "shared" / "section.json").read_text())
+    assert sec["numbers"]["12+7 answered 19 (greedy)"] is True
+    assert abs(sec["numbers"]["DPO loss at step 0"] - 0.6931) < 1e-3
