@@ -7,10 +7,10 @@ Docs: https://latent-lm.github.io/latent_lm/docs.html.md"""
 # %% auto #0
 __all__ = ['SITE_CSS', 'PAPERS', 'find_notebooks', 'project_info', 'nb_title', 'skipped_cells', 'NotebookError', 'execute_nb',
            'api_info', 'doc_html', 'defined_names', 'display_cells', 'nb_body_html', 'site_css', 'toc_html', 'nav_html',
-           'page_html', 'paper_status', 'papers_html', 'api_html', 'build_docs', 'docs_main']
+           'page_html', 'paper_status', 'papers_html', 'api_html', 'build_docs', 'save_outputs', 'docs_main']
 
 # %% ../nbs/98_docs.ipynb #d05595c1
-import argparse, ast, fnmatch, html, json, os, re, subprocess, sys, tempfile, time, tomllib
+import argparse, ast, fnmatch, html, json, os, re, shutil, subprocess, sys, tempfile, time, tomllib
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from fastcore.nbio import read_nb, write_nb, new_nb, mk_cell, nb2dict, nb_frontmatter, does_cell_eval, fm_default_eval
@@ -590,6 +590,32 @@ def build_docs(nbs_path='nbs', # folder with the notebooks
     say(f'Built {len(written) - 1} pages in {time.time() - t0:.1f} s: {dest/"index.html"}')
     return written
 
+# %% ../nbs/98_docs.ipynb #ffd9f57e
+def save_outputs(nbs_path='nbs', # folder with the notebooks
+                 names=None, # notebook stems to run (default: all that `find_notebooks` finds)
+                 skip_flags=('notest', 'slow'), # cells with these `#|` flags are not run
+                 n_workers=2, # notebooks run at the same time
+                 cell_timeout=300, # seconds before a cell is stopped
+                 quiet=False):
+    "Run notebooks and store their outputs in place (then `nbdev-clean` them); returns the notebooks written"
+    fns = [fn for fn in find_notebooks(nbs_path) if names is None or fn.stem in names]
+    root = project_info(nbs_path)['root']
+    def run(fn):
+        with tempfile.TemporaryDirectory() as d:
+            out = execute_nb(fn, Path(d)/fn.name, skip_flags, cell_timeout, root)
+            shutil.copyfile(out, fn)
+        subprocess.run([sys.executable, '-c', 'from nbdev.clean import nbdev_clean; import sys; nbdev_clean(fname=sys.argv[1])', str(fn)],
+                       cwd=root, check=True, capture_output=True)
+        if not quiet: print(f'stored outputs of {fn.name}', flush=True)
+        return fn
+    errors, done = [], []
+    with ThreadPoolExecutor(max(1, n_workers)) as pool:
+        for fut in [pool.submit(run, fn) for fn in fns]:
+            try: done.append(fut.result())
+            except NotebookError as e: errors.append(str(e))
+    if errors: raise NotebookError('\n'.join(errors))
+    return done
+
 # %% ../nbs/98_docs.ipynb #fdb7ec04
 def docs_main(argv=None):
     "Command line: `latent-lm docs [--nbs nbs] [--dest _docs] [--no-execute] [--flags 'notest slow'] [--n-workers 2]`"
@@ -600,8 +626,13 @@ def docs_main(argv=None):
     p.add_argument('--flags', default='notest slow', help="cells with these '#|' flags are not run (default: 'notest slow')")
     p.add_argument('--n-workers', type=int, default=2, help='notebooks run at the same time (default: 2)')
     p.add_argument('--cell-timeout', type=int, default=300, help='seconds before a cell is stopped, 0 for no limit (default: 300)')
+    p.add_argument('--save-outputs', action='store_true', help='run the notebooks and store their outputs in them (for GitHub and --no-execute builds), then build')
     a = p.parse_args(argv)
-    try: build_docs(a.nbs, a.dest, execute=not a.no_execute, skip_flags=tuple(a.flags.split()), n_workers=a.n_workers, cell_timeout=a.cell_timeout)
+    try:
+        if a.save_outputs:
+            save_outputs(a.nbs, skip_flags=tuple(a.flags.split()), n_workers=a.n_workers, cell_timeout=a.cell_timeout)
+            a.no_execute = True
+        build_docs(a.nbs, a.dest, execute=not a.no_execute, skip_flags=tuple(a.flags.split()), n_workers=a.n_workers, cell_timeout=a.cell_timeout)
     except (NotebookError, FileNotFoundError) as e:
         print(f'latent-lm docs: {e}', file=sys.stderr)
         return 1
