@@ -1,0 +1,86 @@
+"Smoke test of bench/blt.py's pieces at minimal size (no timing assertions)."
+import importlib.util, json, math, random, sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_blt", ROOT / "bench" / "blt.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_noise_recipes(bench):
+    rng = random.Random(0)
+    text = "The quick brown fox jumps over the lazy dog. " * 40
+    assert bench.noise_text(text, "uppercase", rng) == text.upper()
+    rc = bench.noise_text(text, "random_case", rng)
+    assert rc.lower() == text.lower() and rc != text and rc != text.upper()
+    dr = bench.noise_text(text, "drop", rng)
+    assert 0.8 * len(text) < len(dr) < 0.97 * len(text)
+    rp = bench.noise_text(text, "repeat", rng)
+    assert 1.2 * len(text) < len(rp) < 1.6 * len(text)          # 20% of characters get 1-3 extra copies: +40% expected
+    with pytest.raises(ValueError): bench.noise_text(text, "shout", rng)
+
+
+def _arms(bench, means: dict, std: float = 0.01):
+    arms = {}
+    for arm, m in means.items():
+        seeds = [{"seed": s, "bpb": m + d} for s, d in enumerate((-std, 0.0, std))]
+        arms[arm] = {"bpb": m, "bpb_std": std, "seeds": seeds}
+    return arms
+
+
+def test_verdict_rule(bench):
+    good = {"static_ps4": 2.0, "entropy_ps4": 1.9, "space_ps4": 1.91, "static_ps6": 2.1, "entropy_ps6": 1.95, "space_ps6": 1.97}
+    v, det = bench.verdict(_arms(bench, good), [4, 6])
+    assert v == "reproduced" and det["4"]["entropy_beats_static"] and det["6"]["space_close"]
+    assert det["4"]["paired_static_minus_entropy_per_seed"] == pytest.approx([0.1, 0.1, 0.1])
+    far_space = {**good, "space_ps6": 2.09}                     # space far from entropy at ~6: not everything holds
+    assert bench.verdict(_arms(bench, far_space), [4, 6])[0] == "partial"
+    one = {**good, "entropy_ps6": 2.095}                       # gap 0.005 < pooled std 0.01 at ~6
+    assert bench.verdict(_arms(bench, one), [4, 6])[0] == "partial"
+    none = {**one, "entropy_ps4": 2.01}
+    assert bench.verdict(_arms(bench, none), [4, 6])[0] == "not reproduced"
+
+
+def test_windows_cover_stream(bench):
+    s = torch.arange(23)
+    x, y, rest = bench.windows(s, 5, tail=True)
+    assert torch.equal(torch.cat([y.flatten(), rest[1].flatten()]), s[1:])
+    assert torch.equal(torch.cat([x.flatten(), rest[0].flatten()]), s[:-1])
+
+
+def test_smoke_jobs(bench, tmp_path):
+    cfg = json.loads(json.dumps(bench.MODES["smoke"]))
+    cfg.update(steps=2, train_bytes=30_000, ngram_bytes=30_000, heldout_bytes=1_500, robust_bytes=400)
+    prep = bench.prepare(cfg, tmp_path, log=lambda m: None)
+    assert set(prep["patchers"]) == {f"{s}_ps4" for s in bench.SCHEMES}
+    # every patcher was matched to static's realised size on the training windows (space via max_patch_length)
+    res = [bench.run_job("entropy_ps4:0", cfg, prep, tmp_path), bench.run_job("static_ps4:0", cfg, prep, tmp_path),
+           bench.run_job("space_ps4:0", cfg, prep, tmp_path), bench.run_job("bpe:0", cfg, prep, tmp_path)]
+    for r in res:
+        assert math.isfinite(r["bpb"]) and 0 < r["bpb"] < 20
+        for k in bench.NOISES: assert math.isfinite(r[f"robust_{k}_bpb"])
+    ent, st = res[0], res[1]
+    assert ent["params"] == st["params"] and ent["bytes_seen"] == st["bytes_seen"]
+    assert abs(ent["bytes_per_patch_train"] / st["bytes_per_patch_train"] - 1) < 0.05
+    assert abs(res[3]["bytes_seen"] / st["bytes_seen"] - 1) < 0.2
+    assert (tmp_path / "gen_model.pt").exists()                # the generation job's model is saved by entropy_ps4 seed 0
+    cfg["gen_bytes"], cfg["gen_recompute_samples"] = [12], {"12": None}
+    gen = bench.run_job("generation:0", cfg, prep, tmp_path)
+    assert gen["by_length"]["12"]["identical"] is True
+    out = bench.build_results(cfg, "smoke", prep, res + [gen], {"one": 1e9, "all": 2e9, "threads": 2}, 1.0, "python bench/blt.py --smoke")
+    assert set(out) >= {"claim", "command", "setup", "arms", "verdict", "notes"}
+    assert out["verdict"] in ("reproduced", "partial", "not reproduced")
+    assert "generation_12B" in out["arms"] and out["arms"]["bpe"]["seeds"][0]["seed"] == 0
+    bench.write_md(out, tmp_path / "blt.md")
+    assert "| entropy_ps4 |" in (tmp_path / "blt.md").read_text()
+    # a finished job is skipped on rerun: its result file is what the worker checks
+    assert bench.result_path(tmp_path, "bpe:0").name == "bpe__s0.json"
