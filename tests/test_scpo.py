@@ -1,0 +1,202 @@
+"""ScPO: voting and pair selection on hand-made samples, the paper's weights, the semi-supervised variant, the CLI on
+the tiny config (shrunk), and resume after an interrupted round."""
+import json, math, os, random, shutil, subprocess, sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from latent_lm.core import LatentLMError, read_jsonl, write_jsonl
+from latent_lm.scpo.vote import (vote_pair, gold_pair, votes, vote_counts, majority_answer, select_pairs, select_majority,
+                                 min_votes, somers_d)
+from latent_lm.tasks import answer_extractor
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "configs" / "scpo" / "tiny.yaml"
+
+
+# ---------------------------------------------------------------- votes and pairs (hand-made samples)
+
+def test_votes_ignore_unparseable():
+    ex = answer_extractor("####")
+    texts = ["a\n#### 12", "#### 12.0", "no answer", "#### 1,2", "#### 7", "####", "#### 7", "#### 12"]
+    answers = [ex(t) for t in texts]
+    assert answers == [12, 12, None, 1, 7, None, 7, 12]          # '1,2' is not a thousands group: the number read is 1
+    assert vote_counts(answers) == Counter({12: 3, 7: 2, 1: 1})
+    assert votes(answers) == [3, 3, 0, 1, 2, 0, 2, 3]
+    assert majority_answer(answers) == (12, 3)
+
+
+def test_pair_most_vs_least_voted_with_unparseable_rejected():
+    answers = [12, 12, None, 1, 7, None, 7, 12]
+    p = vote_pair(answers, threshold=0.375, seed="x")
+    assert p.status == "pair" and p.chosen_answer == 12 and answers[p.chosen] == 12
+    assert p.rejected in (2, 5) and p.votes_rejected == 0            # unreadable: V = 0, the least consistent
+    assert p.weight == pytest.approx((3 - 0) / 8)
+    q = vote_pair(answers, threshold=0.375, seed="x", reject_unparseable=False)
+    assert (q.rejected, q.rejected_answer, q.weight) == (3, 1, pytest.approx((3 - 1) / 8))
+
+
+def test_threshold_and_ties():
+    assert min_votes(0.5, 8) == 4 and min_votes(0.7, 8) == 6 and min_votes(1.0, 8) == 8
+    assert vote_pair([5, 5, 5, 1, 2, 3, 4, None], threshold=0.5).status == "below_threshold"   # 3 < 4
+    assert vote_pair([5, 5, 5, 5, 1, 2, 3, None], threshold=0.5).status == "pair"
+    assert vote_pair([5, 5, 5, 3, 3, 3, 1, 2], threshold=0.25).status == "top_tie"              # two answers with 3 votes
+    assert vote_pair([9] * 8).status == "no_rejected"                                           # unanimous: no margin
+    assert vote_pair([1, 1, 2, 2, 3, 3, 4, 4], threshold=0.25).status == "top_tie"
+    assert vote_pair([None] * 8).status == "no_answer"
+    with pytest.raises(LatentLMError, match="threshold"):
+        vote_pair([1, 1], threshold=0)
+
+
+def test_least_voted_tie_is_random_but_seeded():
+    answers = [4, 4, 4, 4, 4, 1, 2, 3]                             # 1, 2, 3 tie at one vote each
+    picks = {vote_pair(answers, seed=s).rejected for s in range(50)}
+    assert picks == {5, 6, 7}
+    assert vote_pair(answers, seed=11) == vote_pair(answers, seed=11)
+    assert all(vote_pair(answers, seed=s).weight == pytest.approx((5 - 1) / 8) for s in range(10))
+
+
+def test_refresh_samples_only_reject():
+    p = vote_pair([3] * 8, extra_answers=[3, None, 5])
+    assert p.status == "pair" and p.chosen < 8 and p.rejected in (9, 10) and p.weight == 1.0
+    p = vote_pair([3] * 8, extra_answers=[3, 5], reject_unparseable=False)
+    assert (p.rejected, p.rejected_answer) == (9, 5)
+
+
+def test_weights_match_definition_brute_force():
+    rng = random.Random(0)
+    n = 0
+    for _ in range(500):
+        k = rng.choice([4, 6, 8, 16])
+        a = [rng.choice([None, 1, 2, 2, 3, 3, 3]) for _ in range(k)]
+        tau = rng.choice([0.25, 0.5, 0.7])
+        p = vote_pair(a, threshold=tau, seed=rng.random())
+        V = [sum(1 for m in a if y is not None and m == y) for y in a]
+        top, low = max(V), min(V)
+        top_answers = {a[i] for i in range(k) if V[i] == top and a[i] is not None}
+        if top == 0: expect = "no_answer"
+        elif len(top_answers) > 1: expect = "top_tie"
+        elif top < math.ceil(tau * k - 1e-9): expect = "below_threshold"
+        elif top == low: expect = "no_rejected"
+        else: expect = "pair"
+        assert p.status == expect, (a, tau, p)
+        if p.ok:
+            n += 1
+            assert V[p.chosen] == top and V[p.rejected] == low
+            assert p.weight == pytest.approx((top - low) / k)
+    assert n > 50
+
+
+def test_gold_pair_is_irpo():
+    answers = [5, 5, 5, 6, None, 5, 6, 5]
+    p = gold_pair(answers, gold=6, seed=0)
+    assert p.status == "pair" and answers[p.chosen] == 6 and answers[p.rejected] != 6 and p.weight == 1.0
+    assert gold_pair(answers, gold=9).status == "no_correct"
+    assert gold_pair([6, 6.0], gold="6").status == "no_incorrect"
+
+
+def _samples(key, texts, gold=None, labeled=False):
+    return [{"key": key, "prompt": f"Q{key}", "sample": i, "text": t, "gold": gold, "labeled": labeled} for i, t in enumerate(texts)]
+
+
+def test_select_modes():
+    S = (_samples("a", ["#### 5"] * 6 + ["#### 4", "junk"], gold=5)
+         + _samples("b", ["#### 3"] * 5 + ["#### 4"] * 3, gold=4, labeled=True))
+    pairs, tally = select_pairs(S, "scpo", threshold=0.5)
+    by = {r["key"]: r for r in pairs}
+    assert tally == Counter(pair=2)
+    assert (by["a"]["chosen"], by["a"]["rejected"], by["a"]["weight"]) == ("#### 5", "junk", 6 / 8)
+    assert (by["b"]["chosen_answer"], by["b"]["weight"], by["b"]["chosen_correct"]) == (3, 2 / 8, False)
+    semi = {r["key"]: r for r in select_pairs(S, "semi", threshold=0.5)[0]}
+    assert (semi["b"]["chosen_answer"], semi["b"]["rejected_answer"], semi["b"]["weight"], semi["b"]["source"]) == (4, 3, 1.0, "gold")
+    assert semi["a"]["source"] == "vote"                               # unlabeled problem: the vote
+    assert [r["weight"] for r in select_pairs(S, "unweighted")[0]] == [1.0, 1.0]
+    assert {r["chosen_answer"] for r in select_pairs(S, "gold")[0]} == {5, 4}
+    sft, _ = select_majority(S, threshold=0.7)                         # b: 5 votes < ceil(5.6) = 6
+    assert [(r["key"], r["answer"]) for r in sft] == [("a", 5)]
+    for r in pairs:                                                    # TRL preference format + weight
+        assert {"prompt", "chosen", "rejected", "weight"} <= set(r)
+
+
+def test_somers_d_hand_computed():
+    assert somers_d([0.25, 0.5, 1.0], [0, 1, 1]) == pytest.approx(1.0)
+    assert somers_d([0.5, 0.5, 1.0, 1.0], [1, 0, 1, 1]) == pytest.approx(2 / 3)    # = 2 AUC - 1 = 2 * 5/6 - 1
+    assert somers_d([0.5, 0.25, 0.75], [0, 1, 1]) == pytest.approx(0.0)
+    assert somers_d([0.75, 0.25, 0.5], [0, 1, 1]) == pytest.approx(-1.0)
+
+
+# ---------------------------------------------------------------- the CLI on the tiny config
+
+SHRINK = ["rounds=2", "task.n_train=16", "task.n_test=16", "sampling.k=4", "sampling.batch_size=32", "sampling.max_new_tokens=32",
+          "select.thresholds=[0.25]", "model.pretrain_steps=40", "model.eval_every=20", "model.n_dev=16",
+          "model.pretrain_problems=400", "train.epochs=1", "train.batch_size=8", "eval.k=4"]
+
+
+def _cli(run_dir, extra=()):
+    args = [sys.executable, "-c", "import sys; from latent_lm.scpo.run import cli_run; sys.exit(cli_run(sys.argv[1:]))",
+            "--config", str(TINY), "--run-dir", str(run_dir), *[x for s in SHRINK for x in ("--set", s)], *extra]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "LATENT_LM_QUIET": "1"}
+    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("scpo") / "run"
+    r = _cli(d, ["--json"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    return d, json.loads(r.stdout)
+
+
+def test_cli_tiny_config_runs(tiny_run):
+    d, s = tiny_run
+    assert [m["model"] for m in s["models"]] == ["M0", "M1", "M2"]
+    for m in s["models"]:
+        assert 0 <= m["greedy_accuracy"] <= 1 and m["n_test"] == 16
+    for k in (0, 1):
+        rd = d / f"round_{k}"
+        assert (rd / "model" / "config.json").exists() and (rd / "model" / "latent_lm_done.json").exists()
+        assert len(read_jsonl(rd / "generations.jsonl")) >= 16 * 4
+        sel = read_jsonl(rd / "selected.jsonl")
+        assert sel and all(0 < r["weight"] <= 1 for r in sel)
+        # every pair's weight is its vote margin over k, recounted from the scored samples
+        scored = read_jsonl(rd / "scores.jsonl")
+        for r in sel:
+            ans = [x["answer"] for x in scored if x["key"] == r["key"] and not x.get("extra")]
+            V = lambda y: sum(1 for a in ans if y is not None and a == y)
+            assert r["votes_chosen"] == V(r["chosen_answer"]) == max(V(a) for a in ans)
+            assert r["weight"] == pytest.approx((r["votes_chosen"] - r["votes_rejected"]) / len(ans))
+    for f in ("votes.png", "accuracy_vs_votes.png", "rounds.png"):
+        assert (d / "figures" / f).stat().st_size > 1000
+    cfg = json.loads((d / "config.json").read_text())
+    assert cfg["task"]["n_train"] == 16 and cfg["run_dir"] == str(d)
+
+
+def test_cli_resumes_an_interrupted_round(tiny_run):
+    d, s = tiny_run
+    d2 = d.parent / "resumed"
+    shutil.copytree(d, d2)
+    r1 = d2 / "round_1"
+    first_chunk = {r["key"] for r in read_jsonl(r1 / "prompts.jsonl")[:8]}      # chunk = sampling.batch_size // k = 8 problems
+    gens = read_jsonl(r1 / "generations.jsonl")
+    write_jsonl(r1 / "generations.jsonl", [g for g in gens if g["key"] in first_chunk])   # one chunk survived the "crash"
+    for p in ["generations.jsonl.done", "scores.jsonl", "scores.jsonl.done", "selected.jsonl", "selected.jsonl.done",
+              "selection.json", "metrics.json"]:
+        (r1 / p).unlink()
+    shutil.rmtree(r1 / "model"); shutil.rmtree(r1 / "train")
+    (d2 / "eval" / "m2.jsonl").unlink(); (d2 / "eval" / "m2.jsonl.done").unlink(missing_ok=True)
+    r = _cli(d2, ["--json"])
+    assert r.returncode == 0, r.stderr[-3000:]
+    s2 = json.loads(r.stdout)
+    assert read_jsonl(r1 / "generations.jsonl") == read_jsonl(d / "round_1" / "generations.jsonl")
+    assert read_jsonl(r1 / "selected.jsonl") == read_jsonl(d / "round_1" / "selected.jsonl")
+    for a, b in zip(s["models"], s2["models"]):
+        assert a["greedy_accuracy"] == b["greedy_accuracy"] and a["sc_accuracy"] == b["sc_accuracy"]
+
+
+def test_cli_bad_config(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("task:\n  n_trian: 3\n")
+    r = subprocess.run([sys.executable, "-c", "import sys; from latent_lm.scpo.run import cli_run; sys.exit(cli_run(sys.argv[1:]))",
+                        "--config", str(bad)], capture_output=True, text=True)
+    assert r.returncode != 0 and "Unknown keys ['n_trian'] in section 'task'" in r.stderr
