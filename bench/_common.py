@@ -64,6 +64,8 @@ def check_results(res: dict) -> dict:
         part = res[k]
         if not isinstance(part, dict) or not {"what", "numbers", flag} <= set(part):
             raise ValueError(f"'{k}' must be a dict with 'what', 'numbers' and '{flag}', got {part!r}")
+        if part[flag] not in (True, False, None):        # None: not measured by this benchmark yet (the notes say why)
+            raise ValueError(f"'{k}.{flag}' must be true, false or null, got {part[flag]!r}")
     if not isinstance(res["arms"], dict) or not res["arms"]: raise ValueError("'arms' must be a non-empty dict of arm -> metrics")
     if "machine" not in res["setup"]: raise ValueError("setup.machine is missing: use machine_info()")
     return res
