@@ -7,7 +7,7 @@ Docs: https://latent-lm.github.io/latent_lm/docs.html.md"""
 # %% auto #0
 __all__ = ['SITE_CSS', 'PAPERS', 'find_notebooks', 'project_info', 'nb_title', 'skipped_cells', 'NotebookError', 'execute_nb',
            'api_info', 'doc_html', 'defined_names', 'display_cells', 'nb_body_html', 'site_css', 'toc_html', 'nav_html',
-           'page_html', 'paper_status', 'papers_html', 'api_html', 'build_docs', 'save_outputs', 'docs_main']
+           'page_html', 'papers', 'paper_status', 'papers_html', 'api_html', 'build_docs', 'save_outputs', 'docs']
 
 # %% ../nbs/98_docs.ipynb #d05595c1
 import argparse, ast, fnmatch, html, json, os, re, shutil, subprocess, sys, tempfile, time, tomllib
@@ -425,40 +425,30 @@ def page_html(title, body, nav, site='latent_lm', footer='', toc=None, descripti
 """
 
 # %% ../nbs/98_docs.ipynb #b330176e
-PAPERS = [
-    dict(method='BLT', title='Byte Latent Transformer: Patches Scale Better Than Tokens', arxiv='2412.09871',
-         notebook='1?_*.ipynb', config='configs/blt/tiny.yaml', cli='latent-lm blt fit', bench='bench/blt.py'),
-    dict(method='Coconut', title='Training Large Language Models to Reason in a Continuous Latent Space', arxiv='2412.06769',
-         notebook='2?_*.ipynb', config='configs/coconut/tiny.yaml', cli='latent-lm coconut fit', bench='bench/coconut.py'),
-    dict(method='Adaptive decoding / LPO', title='Adaptive Decoding via Latent Preference Optimization', arxiv='2411.09661',
-         notebook='*_adaptive*.ipynb', config='configs/adaptive/tiny.yaml', cli='latent-lm adaptive fit', bench='bench/adaptive.py'),
-    dict(method='ScPO', title='Self-Consistency Preference Optimization', arxiv='2411.04109',
-         notebook='*_scpo*.ipynb', config='configs/scpo/tiny.yaml', cli='latent-lm scpo run', bench='bench/scpo.py'),
-    dict(method='Thought PO', title='Thinking LLMs: General Instruction Following with Thought Generation', arxiv='2410.10630',
-         notebook='*_thought*.ipynb', config='configs/thought/tiny.yaml', cli='latent-lm thought run', bench='bench/thought.py'),
-    dict(method='Backtracking', title='Backtracking Improves Generation Safety', arxiv='2409.14586',
-         notebook='*_backtrack*.ipynb', config='configs/backtrack/tiny.yaml', cli='latent-lm backtrack fit', bench='bench/backtrack.py'),
-    dict(method='Source2Synth', title='Source2Synth: Synthetic Data Generation and Curation Grounded in Real Data Sources', arxiv='2409.08239',
-         notebook='*_source2synth*.ipynb', config='configs/source2synth/tiny.yaml', cli='latent-lm source2synth run', bench='bench/source2synth.py'),
-    dict(method='Back-and-forth', title='Better Alignment with Instruction Back-and-Forth Translation', arxiv='2408.04614',
-         notebook='*_backtranslat*.ipynb', config='configs/backtranslate/tiny.yaml', cli='latent-lm backtranslate run', bench='bench/backtranslate.py'),
-    dict(method='Self-Taught Evaluator', title='Self-Taught Evaluators', arxiv='2408.02666',
-         notebook='*_evaluator*.ipynb', config='configs/evaluator/tiny.yaml', cli='latent-lm evaluator run', bench='bench/evaluator.py'),
-    dict(method='ALMA', title='ALMA: Alignment with Minimal Annotation', arxiv='2412.04305',
-         notebook='*_alma*.ipynb', config='configs/alma/tiny.yaml', cli='latent-lm alma run', bench='bench/alma.py'),
-]
+def papers(root='.'):
+    "One row per method of the product, read from `latent_lm.registry` (implemented and planned), for the paper index"
+    from latent_lm.registry import methods
+    rows = []
+    for m in methods(planned=True).values():
+        verb = next(iter(m.verbs), None)
+        rows.append(dict(method=m.title, name=m.name, title=m.paper, arxiv=m.arxiv, notebooks=list(m.notebooks),
+                         config=next(iter(m.configs), f'configs/{m.name}/tiny.yaml'), cli=f'latent-lm {m.name} {verb}' if verb else '',
+                         bench=m.bench or f'bench/{m.name}.py', registered=m.implemented))
+    return rows
+
+PAPERS = papers()
 
 # %% ../nbs/98_docs.ipynb #eca6a785
 def paper_status(p, root='.', nbs_path=None):
-    "What of paper `p` exists under project `root`: matching notebooks, config, benchmark, benchmark verdict, and an overall status"
+    "What of paper `p` (a row of `papers()`) exists under project `root`: notebooks, config, benchmark, its verdict, and an overall status"
     root = Path(root); nbs = Path(nbs_path) if nbs_path else root/'nbs'
-    found = sorted(q.stem for q in nbs.glob(p['notebook']) if not q.name.startswith(('_', '.'))) if nbs.is_dir() else []
+    found = [s for s in p['notebooks'] if (nbs/f'{s}.ipynb').is_file()]
     cfg, bench = (root/p['config']).is_file(), (root/p['bench']).is_file()
     res_fn, verdict = root/'bench'/'results'/(Path(p['bench']).stem + '.json'), None
     if res_fn.is_file():
         try: verdict = json.loads(res_fn.read_text()).get('verdict') or 'no verdict'
         except (ValueError, AttributeError): verdict = 'unreadable results file'
-    have = [bool(found), cfg, bench]
+    have = [bool(found) and len(found) == len(p['notebooks']), cfg, bench, p.get('registered', True)]
     return dict(notebooks=found, config=cfg, bench=bench, verdict=verdict,
                 status='implemented' if all(have) else 'partial' if any(have) else 'planned')
 
@@ -474,16 +464,16 @@ def papers_html(root='.', nbs_path=None, pages=()):
     for p in PAPERS:
         st = paper_status(p, root, nbs_path)
         nbs = ('<br>'.join('<span class="yes">✓</span> ' + (f'<a href="{_e(s)}.html">{_e(s)}</a>' if s in pages else f'<code>{_e(s)}</code>') for s in st['notebooks'])
-               or f'<span class="no">✗</span> <code class="missing">{_e(p["notebook"])}</code>')
+               or f'<span class="no">✗</span> <code class="missing">nbs/*_{_e(p["name"])}*.ipynb</code>')
         bench = _mark(st['bench'], p['bench']) + (f'<br><span class="note">verdict: {_e(st["verdict"])}</span>' if st['verdict'] else '')
         rows.append(f'<tr><td><strong>{_e(p["method"])}</strong></td><td><span class="status status-{st["status"]}">{st["status"]}</span></td>'
                     f'<td><a href="https://arxiv.org/abs/{_e(p["arxiv"])}">{_e(p["title"])}</a><br><span class="note">arXiv {_e(p["arxiv"])}</span></td>'
-                    f'<td>{nbs}</td><td>{_mark(st["config"], p["config"])}<br>{bench}</td><td><code>{_e(p["cli"])}</code></td></tr>')
+                    f'<td>{nbs}</td><td>{_mark(st["config"], p["config"])}<br>{bench}</td><td><code>{_e(p["cli"] or "latent-lm " + p["name"] + " ...")}</code></td></tr>')
     n = {s: sum(paper_status(p, root, nbs_path)['status'] == s for p in PAPERS) for s in ('implemented', 'partial', 'planned')}
     return ('<h1 id="papers">Paper index</h1>\n<blockquote><p>The ten methods, their papers, and where each lives in this repository.</p></blockquote>\n'
             f'<p>Checked when this site was built: {n["implemented"]} implemented, {n["partial"]} partial, {n["planned"]} planned. '
             'A method is <em>implemented</em> when its notebook, config and benchmark all exist, <em>partial</em> when some do. '
-            'Commands are the planned names and are not checked. Benchmark verdicts are read from <code>bench/results/&lt;name&gt;.json</code>.</p>\n'
+            'Implemented methods and their commands are read from the method registry (<code>latent_lm.registry</code>). Benchmark verdicts are read from <code>bench/results/&lt;name&gt;.json</code>.</p>\n'
             '<div class="table-wrap"><table class="papers"><tr><th>method</th><th>status</th><th>paper</th><th>notebooks</th><th>config, benchmark</th><th>command</th></tr>\n'
             + '\n'.join(rows) + '\n</table></div>')
 
@@ -511,7 +501,7 @@ def api_html(api, pages=(), anchors=None):
 def _group(stem):
     "Sidebar group of the page for notebook `stem`: its method, 'Shared layers' for 00-09, else 'More'"
     if stem == 'index': return ''
-    if p := next((p for p in PAPERS if fnmatch.fnmatch(stem + '.ipynb', p['notebook'])), None): return p['method']
+    if p := next((p for p in PAPERS if stem in p['notebooks'] or re.search(rf"_{p['name']}(_|$)", stem)), None): return p['method']
     return 'Shared layers' if re.match(r'0\d', stem) else 'More'
 
 def _home_body(info, pages, descs=None):
@@ -603,7 +593,7 @@ def save_outputs(nbs_path='nbs', # folder with the notebooks
     def run(fn):
         with tempfile.TemporaryDirectory() as d:
             out = execute_nb(fn, Path(d)/fn.name, skip_flags, cell_timeout, root)
-            shutil.copyfile(out, fn)
+            _replace_nb(out, fn)
         subprocess.run([sys.executable, '-c', 'from nbdev.clean import nbdev_clean; import sys; nbdev_clean(fname=sys.argv[1])', str(fn)],
                        cwd=root, check=True, capture_output=True)
         if not quiet: print(f'stored outputs of {fn.name}', flush=True)
@@ -617,22 +607,32 @@ def save_outputs(nbs_path='nbs', # folder with the notebooks
     return done
 
 # %% ../nbs/98_docs.ipynb #fdb7ec04
-def docs_main(argv=None):
-    "Command line: `latent-lm docs [--nbs nbs] [--dest _docs] [--no-execute] [--flags 'notest slow'] [--n-workers 2]`"
-    p = argparse.ArgumentParser(prog='latent-lm docs', description='Build the HTML documentation site from the notebooks, offline (no Quarto needed).')
-    p.add_argument('--nbs', default='nbs', help='folder with the notebooks (default: nbs)')
-    p.add_argument('--dest', default='_docs', help='folder to write the site to (default: _docs)')
-    p.add_argument('--no-execute', action='store_true', help='show the outputs stored in the notebooks instead of running them')
-    p.add_argument('--flags', default='notest slow', help="cells with these '#|' flags are not run (default: 'notest slow')")
-    p.add_argument('--n-workers', type=int, default=2, help='notebooks run at the same time (default: 2)')
-    p.add_argument('--cell-timeout', type=int, default=300, help='seconds before a cell is stopped, 0 for no limit (default: 300)')
-    p.add_argument('--save-outputs', action='store_true', help='run the notebooks and store their outputs in them (for GitHub and --no-execute builds), then build')
-    a = p.parse_args(argv)
+def _replace_nb(src, dst):
+    "Replace notebook `dst` by `src` atomically: a crash never leaves a half-written source notebook"
+    tmp = Path(dst).with_name(f'.{Path(dst).name}.tmp')
+    shutil.copyfile(src, tmp); os.replace(tmp, dst)
+
+def docs(nbs: str = 'nbs', dest: str = '_docs', execute: bool = False, flags: str = 'notest slow', n_workers: int = 2,
+         cell_timeout: int = 300, save_outputs: bool = False) -> int:
+    """Build the HTML documentation site from the notebooks, offline (no Quarto needed).
+
+    Args:
+        nbs: folder with the notebooks
+        dest: folder to write the site to
+        execute: run every notebook first (default: show the outputs stored in the notebooks)
+        flags: cells with these '#|' flags are not run when notebooks are executed
+        n_workers: notebooks run at the same time
+        cell_timeout: seconds before a cell is stopped, 0 for no limit
+        save_outputs: run the notebooks and store their outputs in them (for GitHub and the default build), then build
+    """
+    from latent_lm.core import check
+    check(n_workers >= 1, f'n_workers must be at least 1, got {n_workers}.')
+    check(cell_timeout >= 0, f'cell_timeout must be 0 (no limit) or more seconds, got {cell_timeout}.')
     try:
-        if a.save_outputs:
-            save_outputs(a.nbs, skip_flags=tuple(a.flags.split()), n_workers=a.n_workers, cell_timeout=a.cell_timeout)
-            a.no_execute = True
-        build_docs(a.nbs, a.dest, execute=not a.no_execute, skip_flags=tuple(a.flags.split()), n_workers=a.n_workers, cell_timeout=a.cell_timeout)
+        if save_outputs:
+            globals()['save_outputs'](nbs, skip_flags=tuple(flags.split()), n_workers=n_workers, cell_timeout=cell_timeout)
+            execute = False
+        build_docs(nbs, dest, execute=execute, skip_flags=tuple(flags.split()), n_workers=n_workers, cell_timeout=cell_timeout)
     except (NotebookError, FileNotFoundError) as e:
         print(f'latent-lm docs: {e}', file=sys.stderr)
         return 1

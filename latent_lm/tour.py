@@ -11,15 +11,17 @@ from pathlib import Path
 from .core import LatentLMError, check, atomic_write_json, atomic_write_text, set_seed
 
 # %% auto #0
-__all__ = ['TOUR_STEPS', 'shared_tour', 'render_report', 'run_tour', 'tour_main']
+__all__ = ['EXTRA_STEPS', 'tour_steps', 'shared_tour', 'render_report', 'run_tour', 'tour']
 
 # %% ../nbs/90_tour.ipynb #a213259e
-TOUR_STEPS = {
-    "shared": ("latent_lm.tour", "shared_tour", "The shared layers: models, generation, judges, preference training"),
-    "blt": ("latent_lm.blt.train", "tour", "BLT: entropy patching and a byte-level latent transformer"),
-    "coconut": ("latent_lm.coconut.train", "tour", "Coconut: reasoning in continuous thought"),
-    "scpo": ("latent_lm.scpo.run", "tour", "ScPO: preference training from self-consistency votes"),
-}
+EXTRA_STEPS = {}     # name -> ("module:function", title): sections added by hand (a user's own, or a test's)
+
+def tour_steps() -> dict:
+    "The tour's sections in order: the shared layers, then every registered method's `tour` (from `latent_lm.registry`)."
+    from latent_lm.registry import methods
+    steps = {"shared": ("latent_lm.tour:shared_tour", "The shared layers: models, generation, judges, preference training")}
+    steps.update({m.name: (m.tour, f"{m.title}: {m.summary}") for m in methods().values() if m.tour})
+    return {**steps, **EXTRA_STEPS}
 
 # %% ../nbs/90_tour.ipynb #42a19363
 def _fig_path(out_dir, name): return str(Path(out_dir) / name)
@@ -170,12 +172,13 @@ def render_report(sections: list[dict], out_file, title: str = "latent_lm tour")
 def run_tour(out: str | Path = "runs/tour", only: list[str] | None = None, quick: bool = True, force: bool = False) -> Path:
     "Run every tour section (resuming finished ones unless `force`) and write `out/report.html`."
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    names = list(TOUR_STEPS) if not only else only
-    bad = [n for n in names if n not in TOUR_STEPS]
-    check(not bad, f"Unknown tour section(s) {bad}; sections: {', '.join(TOUR_STEPS)}.")
+    steps = tour_steps()
+    names = list(steps) if not only else only
+    bad = [n for n in names if n not in steps]
+    check(not bad, f"Unknown tour section(s) {bad}; sections: {', '.join(steps)}.")
     sections = []
     for i, name in enumerate(names, 1):
-        mod, fn, title = TOUR_STEPS[name]
+        spec, title = steps[name]
         d = out / name; done = d / "section.json"
         if done.exists() and not force:
             print(f"[{i}/{len(names)}] {name}: done earlier, kept ({done})", flush=True)
@@ -183,7 +186,8 @@ def run_tour(out: str | Path = "runs/tour", only: list[str] | None = None, quick
         print(f"[{i}/{len(names)}] {name}: {title} ...", flush=True)
         t = time.time()
         try:
-            res = getattr(importlib.import_module(mod), fn)(d, quick=quick)
+            from latent_lm.registry import load_object
+            res = load_object(spec)(d, quick=quick)
             sec = {"name": name, "title": res.get("title", title), "summary": res.get("summary", ""),
                    "figures": [str(f) for f in res.get("figures", [])], "numbers": res.get("numbers", {}), "seconds": time.time() - t}
             atomic_write_json(done, sec)
@@ -199,13 +203,14 @@ def run_tour(out: str | Path = "runs/tour", only: list[str] | None = None, quick
     if failed: raise LatentLMError(f"Tour sections failed: {', '.join(failed)}; see {rep} for the errors.")
     return rep
 
-def tour_main(argv: list[str] | None = None) -> int:
-    "`latent-lm tour`: run the tour and write the report."
-    ap = argparse.ArgumentParser(prog="latent-lm tour", description="Run every implemented method at tiny scale; write an HTML report.")
-    ap.add_argument("--out", default="runs/tour", help="output folder (default runs/tour)")
-    ap.add_argument("--only", help=f"comma-separated sections: {', '.join(TOUR_STEPS)}")
-    ap.add_argument("--full", action="store_true", help="longer runs (more steps) than the quick default")
-    ap.add_argument("--force", action="store_true", help="recompute sections that finished earlier")
-    a = ap.parse_args(argv)
-    run_tour(a.out, a.only.split(",") if a.only else None, quick=not a.full, force=a.force)
+def tour(out: str = "runs/tour", only: str | None = None, full: bool = False, force: bool = False) -> int:
+    """Run every implemented method at tiny scale on embedded defaults and write an HTML report (out/report.html).
+
+    Args:
+        out: output folder
+        only: comma-separated sections to run (default: all; `latent-lm tour --only shared,blt`)
+        full: longer runs (more steps) than the quick default
+        force: recompute sections that finished earlier (finished sections are kept otherwise)
+    """
+    run_tour(out, [x.strip() for x in only.split(",") if x.strip()] if only else None, quick=not full, force=force)
     return 0

@@ -38,5 +38,5 @@ rm -rf dist && python -m build --wheel -q -o dist . >/dev/null
 python tests/check_wheel.py dist/*.whl
 
 step "docs"
-latent-lm docs --dest _docs --no-execute
+latent-lm docs --dest _docs
 echo "all checks passed"
