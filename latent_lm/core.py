@@ -6,15 +6,19 @@ Docs: https://latent-lm.github.io/latent_lm/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #5e4fb947
 from __future__ import annotations
-import os, json, random, tempfile, hashlib, warnings
+import os, json, random, tempfile, hashlib, warnings, fcntl, shutil
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Callable
 import numpy as np
 import torch
+from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['LatentLMError', 'check', 'check_nonempty', 'set_seed', 'get_device', 'atomic_write_text', 'atomic_write_json',
-           'JsonlStore', 'read_jsonl', 'write_jsonl', 'progress', 'stable_hash']
+__all__ = ['STORE_FORMAT', 'RUN_FORMAT', 'LatentLMError', 'check', 'check_nonempty', 'check_number', 'check_output_file',
+           'check_output_dir', 'check_input_file', 'check_safetensors_file', 'set_seed', 'get_device',
+           'atomic_write_text', 'atomic_write_json', 'JsonlStore', 'read_jsonl', 'write_jsonl', 'progress',
+           'stable_hash', 'key_seed', 'FileLock', 'fingerprint_diff', 'RecordStore', 'resumable_map', 'open_run_dir']
 
 # %% ../nbs/00_core.ipynb #7f576129
 class LatentLMError(ValueError):
@@ -29,6 +33,99 @@ def check_nonempty(xs, what: str = "prompts"):
     if xs is None or len(xs) == 0:
         raise LatentLMError(f"Got an empty list of {what}: pass at least one.")
     return list(xs)
+
+# %% ../nbs/00_core.ipynb #86994ca6
+def _fmt_range(lo, hi, lo_open, hi_open) -> str:
+    if lo is not None and hi is not None: return f"in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+    if lo is not None: return f"{'>' if lo_open else '>='} {lo}"
+    if hi is not None: return f"{'<' if hi_open else '<='} {hi}"
+    return "a finite number"
+
+def check_number(name: str, value, lo=None, hi=None, lo_open: bool = False, hi_open: bool = False,
+                 integer: bool = False, hint: str = ""):
+    "Check that `value` is a (finite, integer if asked) number in the given range; return it. The error names `name`."
+    kind = "an integer" if integer else "a number"
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if ok and integer: ok = isinstance(value, (int, np.integer))
+    if ok: ok = bool(np.isfinite(value))
+    if ok and lo is not None: ok = value > lo if lo_open else value >= lo
+    if ok and hi is not None: ok = value < hi if hi_open else value <= hi
+    if not ok:
+        rng = _fmt_range(lo, hi, lo_open, hi_open)
+        raise LatentLMError(f"{name} must be {kind} {rng}, got {value!r}.{' ' + hint if hint else ''}")
+    return value
+
+def _nearest_existing(p: Path) -> Path:
+    p = Path(os.path.abspath(p))
+    while not p.exists() and p != p.parent: p = p.parent
+    return p
+
+def _probe_dir(d: Path, name: str, target: Path):
+    "Create and remove a temporary file in the existing folder `d`: the only honest test that we may write there."
+    try:
+        fd, tmp = tempfile.mkstemp(dir=d, prefix=".latent_lm_probe.")
+        os.close(fd); os.unlink(tmp)
+    except OSError as e:
+        raise LatentLMError(f"{name}: cannot write {target}: the folder {d} is not writable ({e.strerror}). "
+                            "Choose a location you can write to.") from None
+
+def check_output_file(path, name: str = "out") -> Path:
+    "Check that a file can be written at `path` (its folder creatable and writable, not a folder itself); writes nothing."
+    check(path is not None and str(path).strip() != "", f"{name} is empty; give the path of a file to write.")
+    p = Path(path).expanduser()
+    if p.is_dir(): raise LatentLMError(f"{name} {p} is a folder; give a file path, e.g. {p / 'out.jsonl'}.")
+    anc = _nearest_existing(p.parent)
+    if not anc.is_dir():
+        raise LatentLMError(f"{name} {p}: {anc} is a file, not a folder, so the folder {p.parent} cannot be created. Choose another path.")
+    _probe_dir(anc, name, p)
+    if p.exists():
+        try: open(p, "ab").close()                  # opening for append changes nothing
+        except OSError as e: raise LatentLMError(f"{name} {p} exists and cannot be written ({e.strerror}). Choose another path.") from None
+    return p
+
+def check_output_dir(path, name: str = "run_dir") -> Path:
+    "Check that `path` is, or can be created as, a writable folder; writes nothing."
+    check(path is not None and str(path).strip() != "", f"{name} is empty; give the path of a folder.")
+    p = Path(path).expanduser()
+    if p.exists() and not p.is_dir(): raise LatentLMError(f"{name} {p} is a file; give a folder path.")
+    anc = _nearest_existing(p)
+    if not anc.is_dir():
+        raise LatentLMError(f"{name} {p}: {anc} is a file, not a folder, so {p} cannot be created. Choose another path.")
+    _probe_dir(anc, name, p)
+    return p
+
+def check_input_file(path, name: str = "file", text: bool = True) -> str | bytes:
+    "Read an input file, checking that it exists, is readable and (with `text`) is UTF-8; returns its text (or bytes)."
+    check(path is not None and str(path).strip() != "", f"{name} is empty; give the path of a file to read.")
+    p = Path(path).expanduser()
+    if not p.exists(): raise LatentLMError(f"{name}: file not found: {p}. Check the path.")
+    if p.is_dir(): raise LatentLMError(f"{name} {p} is a folder; give the path of a file.")
+    try: raw = p.read_bytes()
+    except OSError as e: raise LatentLMError(f"{name}: cannot read {p} ({e.strerror}). Check its permissions.") from None
+    if not text: return raw
+    try: return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise LatentLMError(f"{name} {p} is not UTF-8 text: byte 0x{raw[e.start]:02x} at offset {e.start} (line {line}) cannot be decoded. "
+                            "Save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`).") from None
+
+def check_safetensors_file(path) -> dict:
+    "Check a `.safetensors` file's header against its size (catches truncated or overwritten files); returns the header."
+    p = Path(path)
+    size = p.stat().st_size
+    bad = lambda why: LatentLMError(f"{p} is not a valid safetensors file ({why}); the model folder is damaged. "
+                                    "Save or download the model again.")
+    with open(p, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8: raise bad(f"only {size} bytes")
+        n = int.from_bytes(head, "little")
+        if n > size - 8 or n > 100_000_000: raise bad(f"header length {n} does not fit in {size} bytes")
+        try: header = json.loads(f.read(n))
+        except (json.JSONDecodeError, UnicodeDecodeError): raise bad("its header is not JSON") from None
+    check(isinstance(header, dict), f"{p}: safetensors header is not a JSON object; the file is damaged. Save the model again.")
+    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__" and isinstance(v, dict) and "data_offsets" in v]
+    if ends and max(ends) != size - 8 - n: raise bad(f"its tensors need {max(ends)} bytes of data, the file has {size - 8 - n}")
+    return header
 
 # %% ../nbs/00_core.ipynb #8d2f1813
 def set_seed(seed: int = 0):
@@ -129,10 +226,22 @@ class JsonlStore:
     @property
     def done_path(self): return self.path.with_name(self.path.name + ".done")
     @property
-    def is_done(self) -> bool: return self.done_path.exists()
+    def is_done(self) -> bool:
+        "The `.done` marker exists and was written for this very file (same size and hash); a stale one is ignored."
+        if not self.done_path.exists(): return False
+        try: info = json.loads(self.done_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError): info = None
+        if isinstance(info, dict) and "sha256" in info:
+            raw = self.path.read_bytes() if self.path.exists() else b""
+            ok = info.get("bytes") == len(raw) and info["sha256"] == hashlib.sha256(raw).hexdigest()
+        else: ok = isinstance(info, dict) and info.get("records") == len(self)
+        if not ok: warnings.warn(f"{self.done_path.name} is stale: {self.path.name} changed after it was marked done; its work is redone.")
+        return ok
     def mark_done(self, **info):
-        "Mark the file complete (writes a `.done` marker with the record count)."
-        atomic_write_json(self.done_path, {"records": len(self), **info}); return self
+        "Mark the file complete (a `.done` marker with the record count, size and hash of the file it vouches for)."
+        raw = self.path.read_bytes() if self.path.exists() else b""
+        atomic_write_json(self.done_path, {"records": len(self), "bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest(), **info})
+        return self
     def __repr__(self): return f"JsonlStore({str(self.path)!r}, {len(self)} records{', done' if self.is_done else ''})"
 
 def _hashable(k): return json.dumps(k, sort_keys=True) if isinstance(k, (list, dict)) else k
@@ -161,3 +270,264 @@ def progress(it=None, desc: str | None = None, total: int | None = None, **kw):
 def stable_hash(*parts) -> str:
     "A short hash of JSON-serialisable parts that is the same across processes (unlike `hash`)."
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=_json_default).encode()).hexdigest()[:16]
+
+# %% ../nbs/00_core.ipynb #b4827310
+def key_seed(seed: int, key) -> int:
+    "The sampling seed of the item with `key` in a run seeded with `seed` (independent of chunking and order)."
+    check(isinstance(seed, (int, np.integer)) and not isinstance(seed, bool), f"seed must be an integer, got {seed!r}.")
+    return int(stable_hash("key_seed", int(seed), key), 16) % (2**63 - 1)
+
+# %% ../nbs/00_core.ipynb #1bba9a4b
+class FileLock:
+    "An exclusive advisory lock on `path` (created, holding our pid); a second holder gets a `LatentLMError`."
+    def __init__(self, path, what: str | None = None):
+        self.path, self.what, self.fd = Path(path), what or str(path), None
+
+    def acquire(self):
+        check(self.fd is None, f"{self.what} is already locked by this object.")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(20):
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise LatentLMError(f"{self.what} is in use by another process (pid {pid}, lock file {self.path}). Two runs must not "
+                                    "write the same output: wait for that one to finish or stop it, or choose another output.") from None
+            try: same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError: same = False
+            if same: break
+            os.close(fd)                                # the holder removed the file between our open and flock: retry
+        else: raise LatentLMError(f"Could not lock {self.path}: it keeps being replaced. Is another program deleting it?")
+        os.ftruncate(fd, 0); os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd = fd
+        return self
+
+    def release(self):
+        if self.fd is None: return
+        try:
+            if os.fstat(self.fd).st_ino == os.stat(self.path).st_ino: os.unlink(self.path)
+        except FileNotFoundError: pass
+        os.close(self.fd); self.fd = None
+
+    @property
+    def held(self) -> bool: return self.fd is not None
+    def __enter__(self): return self.acquire()
+    def __exit__(self, *exc): self.release()
+    def __del__(self):
+        try: self.release()
+        except Exception: pass
+
+# %% ../nbs/00_core.ipynb #5db0ab91
+STORE_FORMAT = "latent_lm.records/1"
+
+def _norm_fp(fp):
+    "A fingerprint as it reads back from JSON (tuples become lists, keys strings)."
+    return None if fp is None else json.loads(json.dumps(fp, sort_keys=True, default=_json_default))
+
+def _flat(d, prefix=""):
+    if not isinstance(d, dict): return {prefix or "value": d}
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v})
+    return out
+
+def fingerprint_diff(old, new) -> list[str]:
+    "Human-readable differences between two fingerprints (`field: old -> new`), nested fields dotted."
+    a, b = _flat(old or {}), _flat(new or {})
+    miss = "(not set)"
+    return [f"{k}: {json.dumps(a.get(k, miss) if k in a else miss)} -> {json.dumps(b[k]) if k in b else miss}"
+            for k in sorted(set(a) | set(b)) if a.get(k, miss) != b.get(k, miss) or (k in a) != (k in b)]
+
+def _mismatch(what, old, new) -> LatentLMError:
+    diffs = fingerprint_diff(old, new)
+    return LatentLMError(f"{what} was made with other settings ({'; '.join(diffs[:8])}{' ...' if len(diffs) > 8 else ''}; "
+                         "file -> now). Resuming into it would mix results of two settings. Pass overwrite=True (--overwrite) "
+                         "to discard it and start over, or write to another output.")
+
+# %% ../nbs/00_core.ipynb #c07e5d74
+class RecordStore:
+    """JSONL records committed a chunk at a time, with a fingerprint, a sidecar that proves the store wrote the file,
+    and a lock. Same reading API as `JsonlStore` (`has`, `todo`, `records`, `len`, iteration, `is_done`)."""
+    def __init__(self, path, key: str | None = "key", fingerprint: dict | None = None, overwrite: bool = False,
+                 lock: bool = True):
+        self.path, self.key = Path(path), key
+        if self.path.is_dir(): raise LatentLMError(f"{self.path} is a folder; give the path of a JSONL file inside it.")
+        self.sidecar = self.path.with_name(self.path.name + ".store.json")
+        self._lock = FileLock(self.path.with_name(self.path.name + ".lock"), what=str(self.path)) if lock else None
+        self._recs, self._keys, self._bytes, self._hash = [], set(), 0, hashlib.sha256()
+        self._done, self._on_disk, self.fingerprint, self.info = False, False, _norm_fp(fingerprint), {}
+        if self._lock is not None: self._lock.acquire()
+        try: self._open(overwrite)
+        except BaseException: self.close(); raise
+
+    def _read_sidecar(self):
+        if not self.sidecar.exists(): return None
+        try: side = json.loads(self.sidecar.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError): side = None
+        if not isinstance(side, dict) or side.get("format") != STORE_FORMAT or not isinstance(side.get("bytes"), int):
+            raise LatentLMError(f"{self.sidecar} is not a record-store sidecar of this version (damaged or edited), so {self.path.name} "
+                                "cannot be resumed. Pass overwrite=True (--overwrite) to start over, or write to another output.")
+        return side
+
+    def _open(self, overwrite):
+        if overwrite: return                                        # start empty; the old files go at the first commit
+        if not self.path.exists():
+            if self.sidecar.exists():
+                warnings.warn(f"{self.sidecar.name} is left from a data file that is gone; starting a new {self.path.name}.")
+            return
+        side = self._read_sidecar()
+        if side is None:
+            raise LatentLMError(f"{self.path} already exists and was not written by latent_lm's record store (there is no "
+                                f"{self.sidecar.name} beside it), so it is neither appended to nor overwritten. Choose another "
+                                "output path, or pass overwrite=True (--overwrite) to replace the file.")
+        raw, n = self.path.read_bytes(), side["bytes"]
+        if len(raw) < n or hashlib.sha256(raw[:n]).hexdigest() != side.get("sha256"):
+            raise LatentLMError(f"{self.path} does not match its sidecar {self.sidecar.name} ({len(raw)} bytes on disk, {n} committed, "
+                                "or other bytes): it was edited or replaced after latent_lm wrote it, so its records are not trusted "
+                                "for resuming. Move it away, or pass overwrite=True (--overwrite) to start over.")
+        if side.get("records") and side.get("key") != self.key:
+            raise LatentLMError(f"{self.path} was written with records keyed by {side.get('key')!r}, not {self.key!r}; resuming by another "
+                                "field would redo (and duplicate) every record. Use the same key, another output, or overwrite=True.")
+        old_fp = side.get("fingerprint")
+        if self.fingerprint is not None and old_fp != self.fingerprint:
+            if side.get("records"): raise _mismatch(str(self.path), old_fp, self.fingerprint)
+        elif self.fingerprint is None: self.fingerprint = old_fp
+        if len(raw) > n:
+            warnings.warn(f"{self.path}: dropped {len(raw) - n} bytes written after the last committed chunk "
+                          "(an earlier run was interrupted while writing); those items are redone.")
+            with open(self.path, "r+b") as f: f.truncate(n)
+        for i, line in enumerate(raw[:n].splitlines(), 1):
+            if line.strip(): self._add(json.loads(line))
+        self._bytes, self._hash, self._on_disk = n, hashlib.sha256(raw[:n]), True
+        self._done = bool(side.get("done")) and side.get("fingerprint") == self.fingerprint
+        self.info = side.get("info") or {}
+
+    def _add(self, rec):
+        self._recs.append(rec)
+        if self.key is not None and self.key in rec: self._keys.add(_hashable(rec[self.key]))
+
+    def _write_sidecar(self):
+        atomic_write_json(self.sidecar, {"format": STORE_FORMAT, "fingerprint": self.fingerprint, "key": self.key,
+                                         "bytes": self._bytes, "sha256": self._hash.hexdigest(), "records": len(self._recs),
+                                         "done": self._done, "info": self.info})
+
+    def _materialise(self):
+        "First write: the sidecar (0 bytes committed) goes first, so a data file never exists without one."
+        if self._on_disk: return
+        self._write_sidecar()
+        with open(self.path, "wb") as f: f.flush(); os.fsync(f.fileno())
+        self._on_disk = True
+
+# %% ../nbs/00_core.ipynb #c0ef9d87
+@patch
+def commit(self: RecordStore, recs: Iterable[dict]):
+    "Append `recs` as one unit: after a crash either all of them are in the file or none is."
+    check(self._lock is None or self._lock.held, f"{self.path}: the store is closed; open it again to write.")
+    recs = list(recs)
+    if self.key is not None:
+        for r in recs:
+            if self.key not in r: raise LatentLMError(f"Record has no '{self.key}' field; every record in {self.path.name} needs one to resume by.")
+    data = "".join(json.dumps(r, ensure_ascii=False, default=_json_default) + "\n" for r in recs).encode()
+    self._materialise()
+    with open(self.path, "r+b") as f:
+        f.seek(self._bytes); f.write(data); f.truncate(); f.flush(); os.fsync(f.fileno())
+    self._bytes += len(data); self._hash.update(data); self._done = False
+    for r in recs: self._add(r)
+    self._write_sidecar()                                   # the commit point
+    return self
+
+@patch
+def append(self: RecordStore, rec: dict): self.commit([rec]); return rec
+@patch
+def extend(self: RecordStore, recs: Iterable[dict]): return self.commit(recs)
+
+@patch
+def mark_done(self: RecordStore, **info):
+    "Record that the producer finished every item it was given (cleared again by the next commit); `info` is kept in the sidecar."
+    self._materialise(); self._done = True; self.info = _norm_fp(info) or {}; self._write_sidecar(); return self
+
+@patch
+def close(self: RecordStore):
+    "Release the lock; the records stay readable."
+    if self._lock is not None: self._lock.release()
+
+RecordStore.__enter__ = lambda self: self
+RecordStore.__exit__ = lambda self, *exc: self.close()
+RecordStore.has = lambda self, key: _hashable(key) in self._keys
+RecordStore.todo = lambda self, items, key_fn=lambda x: x: [it for it in items if not self.has(key_fn(it))]
+RecordStore.__len__ = lambda self: len(self._recs)
+RecordStore.__iter__ = lambda self: iter(self._recs)
+RecordStore.__getitem__ = lambda self, i: self._recs[i]
+RecordStore.records = property(lambda self: list(self._recs))
+RecordStore.is_done = property(lambda self: self._done)
+RecordStore.__repr__ = lambda self: f"RecordStore({str(self.path)!r}, {len(self)} records{', done' if self._done else ''})"
+
+# %% ../nbs/00_core.ipynb #45f97c55
+def resumable_map(path, items: list, fn: Callable[[list], Iterable[dict]], key_fn: Callable = lambda it: it["key"],
+                  chunk_size: int = 16, desc: str | None = None, key: str = "key", fingerprint: dict | None = None,
+                  overwrite: bool = False) -> RecordStore:
+    """Apply `fn` to `items` chunk by chunk, committing each chunk's records whole to the JSONL at `path`; skip items
+    already stored. `fingerprint` describes what produced the records; a stored one that differs raises (unless `overwrite`).
+    `path` may also be a `RecordStore` the caller opened (and will close), e.g. to check the output before loading a model."""
+    check(isinstance(chunk_size, int) and not isinstance(chunk_size, bool) and chunk_size >= 1, f"chunk_size must be an integer >= 1, got {chunk_size!r}.")
+    items, name = list(items), desc or "stage"
+    keys = []
+    for i, it in enumerate(items):
+        try: keys.append(_hashable(key_fn(it)))
+        except (KeyError, TypeError, IndexError) as e:
+            raise LatentLMError(f"{name}: item {i} has no key ({type(e).__name__}: {e}); every item needs a '{key}'.") from None
+    if len(set(keys)) != len(keys):
+        dup = next(k for k in keys if keys.count(k) > 1)
+        raise LatentLMError(f"{name}: the key {dup!r} is given to several items; keys must be unique to resume by them.")
+    own = not isinstance(path, RecordStore)
+    if not own: check(fingerprint is None and not overwrite, "Pass fingerprint= and overwrite= to the RecordStore you open, not to resumable_map.")
+    store = RecordStore(path, key=key, fingerprint=fingerprint, overwrite=overwrite) if own else path
+    try:
+        todo = [it for it, k in zip(items, keys) if k not in store._keys]
+        if todo or not store.is_done:
+            bar = progress(total=len(items), desc=desc or store.path.stem, initial=len(items) - len(todo))
+            for i in range(0, len(todo), chunk_size):
+                chunk = todo[i:i + chunk_size]
+                recs = list(fn(chunk))
+                want = {json.dumps(key_fn(it), sort_keys=True) for it in chunk}
+                got = {json.dumps(r.get(key), sort_keys=True) for r in recs}
+                if got != want:
+                    raise LatentLMError(f"{name}: the function returned records for keys {sorted(got)[:5]} but was given items with "
+                                        f"keys {sorted(want)[:5]}; every record must carry the '{key}' of the item it belongs to, and every item needs one.")
+                store.commit(recs); bar.update(len(chunk))
+            bar.close()
+            store.mark_done()
+    finally:
+        if own: store.close()
+    return store
+
+# %% ../nbs/00_core.ipynb #643a640c
+RUN_FORMAT = "latent_lm.run/1"
+
+@contextmanager
+def open_run_dir(path, fingerprint: dict, overwrite: bool = False):
+    "Context manager for a run folder: checks or writes `fingerprint.json`, holds a lock; yields the folder's `Path`."
+    d = check_output_dir(path, "run folder")
+    d.mkdir(parents=True, exist_ok=True)
+    fp, fpath = _norm_fp(fingerprint), d / "fingerprint.json"
+    with FileLock(d / ".lock", what=f"run folder {d}"):
+        if fpath.exists():
+            try: old = json.loads(fpath.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError): old = None
+            ok = isinstance(old, dict) and old.get("format") == RUN_FORMAT
+            if not ok and not overwrite:
+                raise LatentLMError(f"{fpath} is damaged or not latent_lm's; pass overwrite=True (--overwrite) to start the run over, or use another folder.")
+            if overwrite or old.get("fingerprint") != fp:
+                if not overwrite: raise _mismatch(f"run folder {d}", old.get("fingerprint"), fp)
+                # fingerprint.json goes last: a run killed while clearing still has it, so a rerun may clear again
+                for q in sorted(d.iterdir(), key=lambda q: q.name == "fingerprint.json"):
+                    if q.name == ".lock": continue
+                    shutil.rmtree(q) if q.is_dir() and not q.is_symlink() else q.unlink()
+        else:
+            others = sorted(q.name for q in d.iterdir() if q.name != ".lock")
+            if others:
+                raise LatentLMError(f"{d} already holds files ({', '.join(others[:5])}{', ...' if len(others) > 5 else ''}) but no fingerprint.json: "
+                                    "it is not a latent_lm run folder, so nothing is written into it. Choose a new or empty folder.")
+        if not fpath.exists(): atomic_write_json(fpath, {"format": RUN_FORMAT, "fingerprint": fp})
+        yield d

@@ -15,7 +15,7 @@ from .core import LatentLMError, check, check_nonempty, get_device, progress, st
 from .lm import chat_prompt, encode_prompt, pad_batch, position_ids_from_mask, context_length
 
 # %% auto #0
-__all__ = ['Completion', 'check_prompts', 'check_sampling', 'sample_seed', 'base_seed', 'Generator', 'cut_at_stop',
+__all__ = ['Completion', 'check_prompts', 'check_sampling', 'sample_seed', 'row_seed', 'base_seed', 'Generator', 'cut_at_stop',
            'FunctionGenerator', 'sample_next', 'HFGenerator', 'vllm_sampling_kwargs', 'completion_from_vllm',
            'VLLMGenerator']
 
@@ -65,9 +65,22 @@ def sample_seed(seed: int, i: int, j: int) -> int:
     "The seed of sample `j` of prompt `i` in a call made with `seed`."
     return int(stable_hash("sample", seed, i, j), 16) % (2**63 - 1)
 
-def base_seed(seed: int | None) -> int:
-    "`seed`, or one drawn from torch's global generator (so `set_seed` controls it)."
-    return int(seed) if seed is not None else int(torch.randint(0, 2**62, (1,)).item())
+def row_seed(seed: int | list[int], i: int, j: int) -> int:
+    "The seed of sample `j` of prompt `i`: from the call's seed and `(i, j)`, or with one seed per prompt from `(seed[i], j)` alone."
+    if isinstance(seed, (list, tuple)): return int(stable_hash("prompt-sample", int(seed[i]), j), 16) % (2**63 - 1)
+    return sample_seed(seed, i, j)
+
+def _is_int(x) -> bool: return isinstance(x, int) and not isinstance(x, bool)
+
+def base_seed(seed: int | list[int] | None, n_prompts: int | None = None) -> int | list[int]:
+    "`seed` (an int, or a list of one int per prompt, checked), or one drawn from torch's global generator (so `set_seed` controls it)."
+    if seed is None: return int(torch.randint(0, 2**62, (1,)).item())
+    if isinstance(seed, (list, tuple)):
+        check(n_prompts is None or len(seed) == n_prompts, f"seed has {len(seed)} entries for {n_prompts} prompts; give one seed per prompt, or one int.")
+        check(all(_is_int(s) for s in seed), f"seed must be an int or a list of ints (one per prompt), got {[type(s).__name__ for s in seed][:5]}.")
+        return [int(s) for s in seed]
+    check(_is_int(seed), f"seed must be an int or a list of ints (one per prompt), got {seed!r}.")
+    return int(seed)
 
 # %% ../nbs/02_generate.ipynb #50ac24d6
 class Generator:
@@ -82,16 +95,18 @@ class Generator:
         return prompt
 
     def generate(self, prompts, n: int = 1, temperature: float = 1.0, top_p: float = 1.0, max_new_tokens: int = 128,
-                 stop: str | list[str] | None = None, seed: int | None = None, chat: bool = True,
+                 stop: str | list[str] | None = None, seed: int | list[int] | None = None, chat: bool = True,
                  system: str | None = None) -> list[list[Completion]]:
-        "For each prompt, `n` completions. `temperature=0` is greedy; `stop` strings end a completion (and are cut)."
+        """For each prompt, `n` completions. `temperature=0` is greedy; `stop` strings end a completion (and are cut).
+        `seed`: an int for the call, or a list with one int per prompt (each prompt's samples then depend on its seed alone)."""
         prompts = check_prompts(prompts)
         stops = check_sampling(n, temperature, top_p, max_new_tokens, stop)
         texts = [self.format_prompt(p, chat, system) for p in prompts]
         return self._generate(texts, n=n, temperature=float(temperature), top_p=float(top_p),
-                              max_new_tokens=max_new_tokens, stop=stops, seed=base_seed(seed))
+                              max_new_tokens=max_new_tokens, stop=stops, seed=base_seed(seed, len(prompts)))
 
     def _generate(self, texts, n, temperature, top_p, max_new_tokens, stop, seed) -> list[list[Completion]]:
+        "`seed` is an int or a list of per-prompt ints: draw sample j of prompt i from `row_seed(seed, i, j)`."
         raise NotImplementedError(f"{type(self).__name__} must implement _generate")
 
 # %% ../nbs/02_generate.ipynb #6a7740c2
@@ -117,7 +132,7 @@ class FunctionGenerator(Generator):
         for i, t in enumerate(texts):
             row = []
             for j in range(n):
-                text = self.fn(t, random.Random(sample_seed(seed, i, j))) if self._rng else self.fn(t)
+                text = self.fn(t, random.Random(row_seed(seed, i, j))) if self._rng else self.fn(t)
                 check(isinstance(text, str), f"FunctionGenerator's function returned {type(text).__name__} for prompt {i}; it must return a string.")
                 text, stopped = cut_at_stop(text, stop)
                 finish, ids = "stop", []
@@ -300,7 +315,7 @@ def _generate(self, texts, n, temperature, top_p, max_new_tokens, stop, seed):
         for batch in progress(batches, desc="generate", total=len(batches)):
             us = None
             if not greedy:
-                gens = [torch.Generator().manual_seed(sample_seed(seed, i, j)) for i, j in batch]
+                gens = [torch.Generator().manual_seed(row_seed(seed, i, j)) for i, j in batch]
                 us = torch.stack([torch.rand(max_new_tokens, generator=g, dtype=torch.float64) for g in gens]).to(self.device)
             res = self._run_batch([seqs[i] for i, _ in batch], us, temperature, top_p, [cap(i) for i, _ in batch], stop)
             for (i, j), c in zip(batch, res): out[i][j] = c
@@ -353,7 +368,7 @@ class VLLMGenerator(Generator):
             if self.max_len is not None and len(s) >= self.max_len:
                 raise LatentLMError(f"Prompt {i} has {len(s)} tokens, which fills the model's context of {self.max_len} tokens "
                                     "(vLLM max_model_len). Shorten the prompt or raise max_model_len.")
-        params = [self._vllm.SamplingParams(**vllm_sampling_kwargs(n, temperature, top_p, max_new_tokens, stop, sample_seed(seed, i, 0)))
+        params = [self._vllm.SamplingParams(**vllm_sampling_kwargs(n, temperature, top_p, max_new_tokens, stop, row_seed(seed, i, 0)))
                   for i in range(len(seqs))]
         quiet = os.environ.get("LATENT_LM_QUIET", "0") not in ("", "0")
         outs = self.llm.generate([{"prompt_token_ids": s} for s in seqs], params, use_tqdm=not quiet)

@@ -107,3 +107,51 @@ def test_completion_is_json_and_function_generator(lm):
     a, b = fg.generate(["p"], n=2, seed=4, stop=" END")[0]
     assert a.text != b.text and a.finish_reason == "stop" and "END" not in a.text
     assert [c.text for c in fg.generate(["p"], n=2, seed=4, stop=" END")[0]] == [a.text, b.text]
+
+
+def test_per_prompt_seeds_independent_of_position_and_company(lm):
+    "With one seed per prompt, a prompt's samples depend on its seed alone (what a resumed pipeline relies on)."
+    m, tok = lm
+    kw = dict(n=2, temperature=1.1, top_p=0.95, max_new_tokens=10)
+    ids = lambda rows: [[c.token_ids for c in r] for r in rows]
+    full = HFGenerator(m, tok, batch_size=3).generate(PROMPTS, seed=[10, 20, 30, 40], **kw)
+    for k in range(len(PROMPTS)):
+        alone = HFGenerator(m, tok, batch_size=2).generate([PROMPTS[k]], seed=[10 * (k + 1)], **kw)
+        assert ids(alone) == ids([full[k]])
+    rev = HFGenerator(m, tok, batch_size=5).generate(PROMPTS[::-1], seed=[40, 30, 20, 10], **kw)
+    assert ids(rev[::-1]) == ids(full)
+    assert ids(HFGenerator(m, tok).generate(PROMPTS[:1], seed=[11], **kw)) != ids(full[:1])   # another seed, other samples
+    with pytest.raises(LatentLMError, match="one seed per prompt"): HFGenerator(m, tok).generate(PROMPTS, seed=[1])
+    with pytest.raises(LatentLMError, match="list of ints"): HFGenerator(m, tok).generate(PROMPTS[:1], seed=[1.5])
+    with pytest.raises(LatentLMError, match="seed must be an int"): HFGenerator(m, tok).generate(PROMPTS[:1], seed="7")
+
+
+def test_int_seed_keeps_its_meaning(lm):
+    "An int seed still seeds sample j of prompt i from (seed, i, j): position matters, as before."
+    from latent_lm.generate import row_seed, sample_seed
+    assert row_seed(5, 2, 1) == sample_seed(5, 2, 1)
+    assert row_seed([7, 8, 9], 2, 1) == row_seed([9], 0, 1) != row_seed([9], 0, 0)
+    fg = FunctionGenerator(lambda p, rng: f"{rng.random():.8f}")
+    a = fg.generate(["x", "y"], n=2, seed=3)
+    assert [c.text for c in a[1]] != [c.text for c in fg.generate(["y"], n=2, seed=3)[0]]    # position 1 vs 0
+    b = fg.generate(["x", "y"], n=2, seed=[4, 5])
+    assert [c.text for c in b[1]] == [c.text for c in fg.generate(["y"], n=2, seed=[5])[0]]
+
+
+def test_vllm_gets_per_prompt_seeds():
+    "VLLMGenerator passes each prompt the same per-prompt seed as the other backends (a stand-in for vllm's engine)."
+    import types
+    from latent_lm.generate import VLLMGenerator, row_seed
+    seen = []
+    class LLM:
+        def generate(self, prompts, params, use_tqdm=True):
+            seen.extend(params)
+            out = types.SimpleNamespace(text="ok", token_ids=[1], finish_reason="stop", cumulative_logprob=-1.0, logprobs=None)
+            return [types.SimpleNamespace(outputs=[out] * p["n"]) for p in params]
+    g = VLLMGenerator.__new__(VLLMGenerator)
+    g._vllm = types.SimpleNamespace(SamplingParams=lambda **kw: kw)
+    g.llm, g.tokenizer, g.processed, g.max_len = LLM(), __import__("latent_lm.lm", fromlist=["tiny_tokenizer"]).tiny_tokenizer(), False, None
+    g.generate(["a", "b"], n=2, seed=[7, 8], chat=False)
+    g.generate(["b"], n=2, seed=[8], chat=False)
+    assert [p["seed"] for p in seen] == [row_seed([7, 8], 0, 0), row_seed([7, 8], 1, 0), row_seed([8], 0, 0)]
+    assert seen[1]["seed"] == seen[2]["seed"]
