@@ -27,19 +27,18 @@ Verdict rule (stated in the claim): "reproduced" if Coconut's mean accuracy exce
 two standard errors of the difference (and by at least 2 points) and Coconut's tokens per answer are at most half of
 CoT's; "partial" if it beats at least one of them that way; "not reproduced" otherwise.
 
-Run: python bench/coconut.py --quick   (writes bench/results/coconut.json, coconut.md, coconut.png)
+Premise (measured from the arms, same two-standard-error rule): the task needs more serial reasoning than one forward pass,
+i.e. CoT beats No-CoT. Positive control: not built yet (null in the results; issue 19 builds one).
+
+Run: python bench/coconut.py --quick   (writes bench/results/coconut.json, coconut.md, coconut.png through bench/_common.py;
+finished runs are cached under --work DIR and reused when the command is rerun with the same --work)
 """
 from __future__ import annotations
-import argparse, json, logging, math, os, platform, statistics, subprocess, sys, tempfile, time, warnings
+import argparse, json, math, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("OMP_NUM_THREADS", "1"); os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("LATENT_LM_QUIET", "1"); os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("TQDM_DISABLE", "1")
-warnings.filterwarnings("ignore")
-for _n in ("lightning.pytorch", "lightning.fabric", "transformers"): logging.getLogger(_n).setLevel(logging.ERROR)
+from _common import ROOT, bench_env, machine_info, arm_stats, write_results
+bench_env()                                         # before torch / lightning / transformers are imported
 
 import torch
 
@@ -58,6 +57,12 @@ MODES = {"quick": dict(model={}, data={}, trainer={}),
          "smoke": dict(model=dict(first_stage_epochs=1, epochs_per_stage=1), data=dict(n_train=128, n_val=32), trainer=dict(max_epochs=5))}
 
 
+def config() -> dict:
+    "configs/coconut/tiny.yaml as `latent-lm coconut fit` reads it (LightningCLI's parser, defaults filled in)."
+    from latent_lm.coconut.train import resolve_config
+    return resolve_config(CONFIG)
+
+
 def test_records(task_kwargs: dict) -> list[dict]:
     from latent_lm.coconut.data import make_symbolic_prosqa, load_coconut_json
     return load_coconut_json(make_symbolic_prosqa(N_TEST, seed=TEST_SEED, **task_kwargs))
@@ -68,13 +73,13 @@ def run_one(arm: str, seed: int, mode: str, out: Path) -> dict:
     "Train one arm with one seed, evaluate on the held-out graphs; returns the record written to `out/result.json`."
     torch.set_num_threads(1)
     import pandas as pd
-    from latent_lm.coconut.train import fit_coconut, read_config
+    from latent_lm.coconut.train import fit_coconut
     variant = {**ARMS, **EXTRA_ARMS, ANALYSIS_ARM: "coconut"}[arm]
     ov = MODES[mode]
     mix = {"uniform_prob": ANALYSIS_MIX} if arm == ANALYSIS_ARM else {}
-    cfg = read_config(CONFIG)
+    cfg = config()
     t0, c0 = time.time(), time.process_time()
-    mod, dm, met = fit_coconut(cfg, out, variant=variant, seed=seed, model={**ov["model"], **mix, "save_hf": arm in ("coconut", ANALYSIS_ARM) and seed == 0},
+    mod, dm, met = fit_coconut(CONFIG, out, variant=variant, seed=seed, model={**ov["model"], **mix, "save_hf": arm in ("coconut", ANALYSIS_ARM) and seed == 0},
                                data={**ov["data"], "n_test": 0}, trainer={**ov["trainer"], "enable_checkpointing": False})
     train_s, train_cpu_s = time.time() - t0, time.process_time() - c0
     recs = test_records(dict(cfg["data"].get("task_kwargs") or {}))[:40 if mode == "smoke" else None]
@@ -114,10 +119,10 @@ def _median_time(fn, reps: int) -> float:
 def step_timing(reps: int) -> dict:
     "Forward+backward time: cached multi-pass vs naive recompute (and a plain pass without thoughts), two sequence shapes."
     torch.set_num_threads(1)
-    from latent_lm.coconut.train import CoconutModule, CoconutCollator, Curriculum, read_config
+    from latent_lm.coconut.train import CoconutModule, CoconutCollator, Curriculum
     from latent_lm.coconut.data import make_symbolic_prosqa, make_prosqa, symbolic_vocab, record_words
     from latent_lm.coconut.model import naive_forward
-    cfg = read_config(CONFIG)
+    cfg = config()
     out = {}
     for name, n_th, batch, recs_fn, words_fn in [
         ("symbolic_prosqa", 3, 64, lambda: make_symbolic_prosqa(64, seed=1, **cfg["data"]["task_kwargs"]), lambda r: symbolic_vocab(10)),
@@ -149,10 +154,10 @@ def step_timing(reps: int) -> dict:
 def generation_timing(reps: int, model_dir: Path | None) -> dict:
     "Answers per second: batched cached generation vs batch-1 cached vs batch-1 uncached (official-style); outputs compared."
     torch.set_num_threads(1)
-    from latent_lm.coconut.train import load_coconut, CoconutModule, read_config
+    from latent_lm.coconut.train import load_coconut, CoconutModule
     from latent_lm.coconut.data import symbolic_vocab
     from latent_lm.coconut.model import naive_generate
-    cfg = read_config(CONFIG)
+    cfg = config()
     recs = test_records(cfg["data"]["task_kwargs"])[:128]
     if model_dir is not None and (model_dir / "coconut.json").exists():
         lc = load_coconut(model_dir); model, prompts, src = lc.model, [lc.prompt(r) for r in recs], "trained coconut (seed 0)"
@@ -184,9 +189,9 @@ def search_analysis(model_dir: Path, out: Path) -> dict | None:
     torch.set_num_threads(1)
     if not (model_dir / "coconut.json").exists(): return None
     import matplotlib; matplotlib.use("Agg")
-    from latent_lm.coconut.train import load_coconut, read_config
+    from latent_lm.coconut.train import load_coconut
     from latent_lm.coconut.analysis import latent_search
-    cfg = read_config(CONFIG)
+    cfg = config()
     from latent_lm.coconut.analysis import reasoning_breakdown, plot_reasoning
     import matplotlib.pyplot as plt
     recs = test_records(cfg["data"]["task_kwargs"])[:300]
@@ -213,12 +218,10 @@ def summarise(runs: list[dict]) -> dict:
     arms = {}
     for arm in dict.fromkeys(r["arm"] for r in runs):
         rs = sorted([r for r in runs if r["arm"] == arm], key=lambda r: r["seed"])
-        a = {}
-        for k in ("acc", "option_rate", "acc_given_option", "tokens_per_answer", "decoded_tokens", "train_s", "train_cpu_s", "final_train_loss"):
-            v = [r[k] for r in rs if r.get(k) is not None]
-            a[k] = statistics.mean(v) if v else None
-            a[k + "_std"] = statistics.stdev(v) if len(v) > 1 else 0.0
-        a["acc_per_seed"] = [r["acc"] for r in rs]; a["seeds"] = [r["seed"] for r in rs]
+        keys = ("acc", "option_rate", "acc_given_option", "tokens_per_answer", "decoded_tokens", "train_s", "train_cpu_s", "final_train_loss")
+        a = arm_stats({k: [r[k] for r in rs if r.get(k) is not None] for k in keys if any(r.get(k) is not None for r in rs)},
+                      [r["seed"] for r in rs])
+        a["acc_per_seed"] = [r["acc"] for r in rs]
         a["variant"] = rs[0]["variant"]; a["steps"] = rs[0]["steps"]
         arms[arm] = a
     return arms
@@ -243,11 +246,24 @@ def verdict(arms: dict) -> tuple[str, dict]:
                "beats_no_cot": w_no, "tokens_coconut_over_cot": tok_ratio, "far_fewer_tokens": fewer}
 
 
+def premise(arms: dict) -> dict:
+    "The premise Coconut relies on: the task needs more serial steps than one pass, so CoT beats No-CoT (same rule as the verdict)."
+    win, d, m = beats(arms, "cot", "no_cot")
+    return {"what": "the task needs more serial reasoning than one forward pass: CoT's accuracy exceeds No-CoT's by more than two "
+                    "standard errors of the difference and at least 2 points (Hao et al. 2024, Table 1: ProsQA CoT 77.5% vs No-CoT 76.7%, "
+                    "GSM8k 42.9% vs 16.5%)",
+            "numbers": {"cot_acc": arms["cot"]["acc"], "no_cot_acc": arms["no_cot"]["acc"], "cot_minus_no_cot": d, "two_se": m},
+            "holds": bool(win)}
+
+
+POSITIVE_CONTROL = {"what": "a regime built so that continuous thoughts must help if the code is right (issue 19 builds it)",
+                    "numbers": {}, "shows": None}
+
+
 # ------------------------------------------------------------------------------------------------------------- report
 def notes(arms: dict, det: dict, steps: dict, gen: dict, mode: str) -> str:
-    from latent_lm.coconut.train import read_config
     c, t, n = arms["coconut"], arms["cot"], arms["no_cot"]
-    bs = read_config(CONFIG)["data"].get("batch_size", 64)
+    bs = config()["data"].get("batch_size", 64)
     chance = 0.5
     lines = [
         f"Accuracy on {N_TEST} held-out symbolic ProsQA graphs (binary choice: chance is {chance:.0%} if the model always answers with one "
@@ -278,13 +294,19 @@ def notes(arms: dict, det: dict, steps: dict, gen: dict, mode: str) -> str:
         "GPT-2 (124M) on 17.9k natural-language graphs for 50 epochs. A GPU run of configs/coconut/paper.yaml, or the tiny config with "
         "d=256-768 and ~50k steps, is the scale at which the claim can be tested.",
     ]
+    pr = premise(arms)
+    lines.append(f"Premise: CoT {t['acc']:.1%} vs No-CoT {n['acc']:.1%} ({pr['numbers']['cot_minus_no_cot']:+.1%}, two standard errors "
+                 f"{pr['numbers']['two_se']:.1%}): the premise {'holds' if pr['holds'] else 'does not hold'}"
+                 + ("." if pr["holds"] else "; where CoT does not beat answering directly at this budget, the run lacks the gap that continuous "
+                    "thoughts are meant to close, and the verdict says little about Coconut either way.")
+                 + " Positive control: not measured yet (null); issue 19 builds a regime in which continuous thoughts must help.")
     if mode == "quick":
         lines.append("This is the --quick run (configs/coconut/tiny.yaml as it is, ~1,000 optimizer steps per arm); `python bench/coconut.py` "
                      "runs the 3x longer schedule on twice the graphs.")
     return "\n\n".join(lines)
 
 
-def write_md(res: dict, path: Path):
+def markdown(res: dict) -> str:
     A = res["arms"]
     rows = ["| arm | accuracy | per seed | answers an option | accuracy when it does | tokens / answer | decoded tokens | train s (CPU s) |",
             "|---|---|---|---|---|---|---|---|"]
@@ -305,8 +327,13 @@ def write_md(res: dict, path: Path):
     grow = (f"| batched (64) | batch 1, cached | batch 1, no cache (official) | batched / batch 1 | batched / official | identical |\n|---|---|---|---|---|---|\n"
             f"| {g['answers_per_s']['batched']:.1f} /s | {g['answers_per_s']['batch1']:.1f} /s | {g['answers_per_s']['naive_batch1']:.1f} /s | "
             f"{g['batched_over_batch1']:.1f}x | {g['batched_over_naive']:.1f}x | {g['identical_outputs']} |")
+    P, PC = res["premise"], res["positive_control"]
     text = (f"# Coconut on symbolic ProsQA ({res['setup']['mode']})\n\n**Claim.** {res['claim']}\n\n**Verdict: {res['verdict']}.**\n\n"
             f"Command: `{res['command']}`\n\n"
+            f"**Premise** ({P['what']}): {'holds' if P['holds'] else 'does not hold'}; CoT {P['numbers']['cot_acc']:.1%} vs No-CoT "
+            f"{P['numbers']['no_cot_acc']:.1%} (difference {P['numbers']['cot_minus_no_cot']:+.1%}, two standard errors "
+            f"{P['numbers']['two_se']:.1%}).\n\n**Positive control**: {'not measured yet' if PC['shows'] is None else ('shows' if PC['shows'] else 'does not show')} "
+            f"({PC['what']}).\n\n"
             f"Setup: {res['setup']['task']} {res['setup']['task_kwargs']}, {res['setup']['n_train']} training graphs re-labelled every epoch, "
             f"{res['setup']['model']}, {res['setup']['epochs']} epochs of batch {res['setup']['batch_size']}, curriculum {res['setup']['curriculum']}; "
             f"one thread per run, {res['setup']['workers']} runs in parallel. Training took {res['setup']['train_cpu_s_total']:.0f} CPU seconds "
@@ -317,7 +344,7 @@ def write_md(res: dict, path: Path):
             + f"\n\n## Generation throughput ({g['model']} model, {g['thoughts_per_answer']:.0f} thoughts then {g['max_new_tokens']} tokens per answer, answers per second)\n\n" + grow
             + search_md(res.get("latent_search"))
             + "\n\n## Notes\n\n" + res["notes"] + "\n\n![](coconut.png)\n")
-    path.write_text(text)
+    return text
 
 
 def search_md(s: dict | None) -> str:
@@ -448,22 +475,20 @@ def main(argv=None):
     if search: search["model_accuracy"] = mix_run["acc"]
     arms_sum = summarise(runs)
     from latent_lm.coconut.analysis import reasoning_breakdown, REASONING_CLASSES
-    from latent_lm.coconut.train import read_config as _rc
-    trecs = test_records(_rc(CONFIG)["data"]["task_kwargs"])[:N_TEST]
+    trecs = test_records(config()["data"]["task_kwargs"])[:N_TEST]
     for arm, summ in arms_sum.items():              # the paper's reasoning classes, averaged over seeds
         bds = [reasoning_breakdown(trecs, r["texts"], r["n_thoughts"]) for r in runs if r["arm"] == arm and "texts" in r]
         summ["reasoning"] = {c: statistics.mean(b[c] for b in bds) for c in REASONING_CLASSES} if bds else None
     order = [k for k in {**ARMS, **EXTRA_ARMS} if k in arms_sum]
     arms_sum = {k: arms_sum[k] for k in order}
     v, det = verdict(arms_sum)
-    from latent_lm.coconut.train import read_config
-    cfg = read_config(CONFIG)
+    cfg = config()
     res = {
         "claim": "Coconut beats CoT and No-CoT on ProsQA with far fewer tokens than CoT (Hao et al. 2024, Table 1: 97.0% vs 77.5% / 76.7%, "
                  "14.2 vs 49.4 tokens). Rule: 'reproduced' if Coconut's mean accuracy exceeds CoT's and No-CoT's by more than two standard "
                  "errors of the difference and at least 2 points, and its tokens per answer are at most half of CoT's; 'partial' if it beats "
                  "at least one of CoT and No-CoT that way; 'not reproduced' otherwise.",
-        "command": "python bench/coconut.py" + (" --quick" if a.quick else "") + (f" --seeds {a.seeds}" if a.seeds != 3 else "")
+        "command": "python bench/coconut.py" + (" --smoke" if a.smoke else " --quick" if a.quick else "") + (f" --seeds {a.seeds}" if a.seeds != 3 else "")
                    + (f" --arms {a.arms}" if a.arms != ",".join(ARMS) else ""),
         "setup": {"mode": mode, "task": "symbolic ProsQA (latent_lm.coconut.data.make_symbolic_prosqa)", "task_kwargs": cfg["data"].get("task_kwargs"),
                   "n_train": MODES[mode]["data"].get("n_train", cfg["data"].get("n_train")), "n_test": N_TEST, "test_seed": TEST_SEED,
@@ -473,22 +498,22 @@ def main(argv=None):
                                                                       "use_markers", "uniform_prob", "reset_optimizer", "lr")}, **MODES[mode]["model"]},
                   "epochs": MODES[mode]["trainer"].get("max_epochs", cfg["trainer"].get("max_epochs")), "batch_size": cfg["data"].get("batch_size"),
                   "seeds": list(range(a.seeds)), "config": str(CONFIG.relative_to(ROOT)), "workers": a.workers,
-                  "machine": {"cpu_count": os.cpu_count(), "threads_per_run": 1, "torch": torch.__version__, "python": platform.python_version()},
+                  "machine": machine_info(threads_per_run=1),
                   "wall_s": None, "runs_reused": len(jobs) - len(todo),
                   "train_s_total": round(sum(r["train_s"] for r in runs) + mix_run["train_s"], 1),
                   "train_cpu_s_total": round(sum(r.get("train_cpu_s") or 0 for r in runs) + (mix_run.get("train_cpu_s") or 0), 1)},
         "arms": arms_sum,
         "verdict": v,
-        "verdict_detail": det,
+        "premise": premise(arms_sum),
+        "positive_control": POSITIVE_CONTROL,
+        "notes": notes(arms_sum, det, steps, gen, mode),
+        "comparisons": det,                          # the numbers the verdict rule compared
         "timing": {"train_step": steps, "generation": gen},
         "latent_search": search,
-        "notes": notes(arms_sum, det, steps, gen, mode),
     }
     res["setup"]["wall_s"] = round(time.time() - t_start, 1)
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
-    from latent_lm.core import atomic_write_json
-    atomic_write_json(out / "coconut.json", res)
-    write_md(res, out / "coconut.md")
+    write_results("coconut", res, markdown(res), out)
     plot(res, runs, out / "coconut.png")
     print(f"verdict: {v}; wrote {out / 'coconut.json'} ({res['setup']['wall_s']:.0f} s)", flush=True)
     return 0

@@ -33,6 +33,8 @@ def test_bad_records(data, msg):
 
 
 def test_bad_file(tmp_path):
+    (tmp_path / "latin1.json").write_bytes('[{"question": "Ist Jörg ein wumpus?", "steps": [], "answer": "ja"}]'.encode("latin-1"))
+    with pytest.raises(LatentLMError, match="not UTF-8"): load_coconut_json(tmp_path / "latin1.json")
     (tmp_path / "a.jsonl").write_text('{"question": "q", "steps": [], "answer": "a"}\n{"question": "r", "steps": [], "answer": "b"}\n')
     with pytest.raises(LatentLMError, match="not JSONL"): load_coconut_json(tmp_path / "a.jsonl")
     with pytest.raises(LatentLMError, match="not found"): load_coconut_json(tmp_path / "missing.json")
@@ -98,6 +100,16 @@ def test_symbolic_tokenizer_and_relabel(tmp_path):
     assert len(symbolic_vocab(4, edge_tokens=False)) == 2 + 4 + 1
 
 
+def test_arithmetic_comes_from_the_tasks_layer():
+    "Coconut's arithmetic records are the tasks layer's problems in the question/steps/answer format, steps as GSM8k-Aug equations."
+    from latent_lm.tasks import arithmetic_problems
+    for r, p in zip(make_arithmetic(20, seed=4, min_steps=1, max_steps=3), arithmetic_problems(20, seed=4, n_steps=(1, 3))):
+        assert r["question"] == p["question"] and r["answer"] == str(p["answer"])
+        assert r["steps"] == ["<<" + s.replace(" ", "") + ">>" for s in p["steps"]]
+        assert answer_correct(f"{r['steps'][-1]}\n### {r['answer']}", r["answer"])
+    assert load_coconut_json(make_arithmetic(3))
+
+
 def test_generator_bad_settings():
     with pytest.raises(LatentLMError, match="min_hops"): make_prosqa(1, min_hops=4, max_hops=3)
     with pytest.raises(LatentLMError, match="too strict"): make_symbolic_prosqa(1, n_nodes=5, min_hops=6, max_hops=6)
@@ -105,6 +117,7 @@ def test_generator_bad_settings():
 
 
 def test_answer_check():
-    assert extract_answer("a\nb ### Tom is a lempus. ") == "Tom is a lempus."
+    assert extract_answer("a\nb ### Tom is a lempus. ") == "Tom is a lempus"          # the shared extractor's normal form
+    assert answer_correct("a\nb ### Tom is a lempus. ", "Tom is a lempus.") and not answer_correct("### Tom is a yumpus.", "Tom is a lempus.")
     assert answer_correct("### 1,000", "1000") and answer_correct("#1000", "1,000")
     assert not answer_correct("### n3", "n31")

@@ -1,5 +1,5 @@
 "Coconut curriculum under Lightning: every variant config runs, the stage and optimizer resets follow the schedule and survive a resume, checkpoints reload, the CLI works."
-import json, io, contextlib, logging
+import copy, json, io, contextlib, logging
 from pathlib import Path
 import pytest
 import torch
@@ -7,8 +7,8 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from latent_lm.core import LatentLMError, read_jsonl
 from latent_lm.coconut.data import make_symbolic_prosqa, save_coconut_json
-from latent_lm.coconut.train import (VARIANTS, CoconutModule, CoconutDataModule, fit_coconut, read_config, load_coconut,
-                                     cli_generate, cli_analyze)
+from latent_lm.coconut.train import VARIANTS, CoconutModule, CoconutDataModule, fit_coconut, resolve_config, load_coconut
+from latent_lm.coconut.app import generate, analyze, Questions
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs" / "coconut"
@@ -37,17 +37,30 @@ def test_variant_configs_run_through_lightning_cli(variant, tmp_path):
     assert all(r["tokens_per_answer"] == r["n_tokens"] + (thoughts_at_final if variant in ("coconut", "no_curriculum") else 0) for r in res)
 
 
-def test_paper_configs_parse():
-    "paper.yaml / paper_gsm.yaml name only real arguments (they need GPT-2 and GPUs, so they are parsed, not run)."
-    from jsonargparse import ArgumentParser
-    for name in ("paper.yaml", "paper_gsm.yaml", "tiny.yaml"):
-        p = ArgumentParser()
-        p.add_class_arguments(CoconutModule, "model"); p.add_class_arguments(CoconutDataModule, "data")
-        p.add_argument("--trainer", type=dict); p.add_argument("--seed_everything", type=int)
-        cfg = p.parse_path(str(CONFIGS / name))
-        assert cfg.model.variant == "coconut"
-    paper = read_config(CONFIGS / "paper.yaml")["model"]
-    assert (paper["c_thought"], paper["max_latent_stage"], paper["epochs_per_stage"], paper["lr"]) == (1, 6, 5, 1e-4)
+BASES = ("tiny.yaml", "paper.yaml", "paper_gsm.yaml")
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
+def test_every_config_loads_with_the_lightning_cli_parser(name):
+    "Each file in configs/coconut parses with LightningCLI's own parser (bases alone, variant overlays stacked on tiny.yaml)."
+    files = [CONFIGS / name] if name in BASES else [CONFIGS / "tiny.yaml", CONFIGS / name]
+    cfg = resolve_config(files)
+    assert set(cfg) == {"model", "data", "trainer", "seed_everything"}
+    m = cfg["model"]
+    assert m["variant"] == ("coconut" if name in BASES else name[:-len(".yaml")])
+    CoconutModule(**{**m, "model": "tiny-gpt2"})                    # the model section builds a module (tiny: no download)
+    if name == "paper.yaml":
+        assert (m["c_thought"], m["max_latent_stage"], m["epochs_per_stage"], m["lr"]) == (1, 6, 5, 1e-4)
+        assert cfg["trainer"]["devices"] == 4 and cfg["trainer"]["strategy"] == "ddp"
+    if name == "tiny.yaml":
+        assert cfg["data"]["task_kwargs"] == {"n_nodes": 10, "min_hops": 2, "max_hops": 3} and cfg["trainer"]["max_epochs"] == 16
+
+
+def test_config_errors_name_the_problem(tmp_path):
+    with pytest.raises(LatentLMError, match="variantt"): resolve_config(CONFIGS / "tiny.yaml", model={"variantt": "cot"})
+    with pytest.raises(LatentLMError, match="not found"): resolve_config(tmp_path / "missing.yaml")
+    (tmp_path / "bad.yaml").write_text("model:\n  lr: fast\n")
+    with pytest.raises(LatentLMError, match="lr"): resolve_config(tmp_path / "bad.yaml")
 
 
 class Record(L.Callback):
@@ -72,7 +85,7 @@ def _fit(tmp, reset, max_epochs, ckpt=None, every_step=False):
     rec = Record()
     cb = ModelCheckpoint(dirpath=tmp / "ckpt", save_top_k=-1, every_n_train_steps=1 if every_step else None,
                          every_n_epochs=None if every_step else 1, filename="{epoch}-{step}")
-    cfg = read_config(CFG); cfg["model"]["reset_optimizer"] = reset
+    cfg = copy.deepcopy(CFG); cfg["model"]["reset_optimizer"] = reset
     L.seed_everything(0, verbose=False)
     m, dm = CoconutModule(**cfg["model"], seed=0), CoconutDataModule(**cfg["data"], seed=0)
     tr = L.Trainer(max_epochs=max_epochs, callbacks=[rec, cb], default_root_dir=tmp, logger=False, enable_progress_bar=False,
@@ -118,7 +131,7 @@ def test_load_from_checkpoint_rebuilds_the_model(tmp_path):
 def test_json_data_save_load_and_cli(tmp_path):
     recs = make_symbolic_prosqa(48, seed=3, n_nodes=8, min_hops=2, max_hops=2)
     save_coconut_json(tmp_path / "train.json", recs[:40]); save_coconut_json(tmp_path / "val.json", recs[40:])
-    cfg = read_config(CFG); cfg["model"].update(save_hf=True, eval_generate=True, max_new_tokens=4)
+    cfg = copy.deepcopy(CFG); cfg["model"].update(save_hf=True, eval_generate=True, max_new_tokens=4)
     cfg["data"] = dict(data=str(tmp_path / "train.json"), val_data=str(tmp_path / "val.json"), batch_size=20)
     m, dm, met = fit_coconut(cfg, tmp_path / "run", seed=0, trainer=dict(max_epochs=2))
     assert "val/acc" in met and (tmp_path / "run" / "metrics.csv").exists()
@@ -129,9 +142,9 @@ def test_json_data_save_load_and_cli(tmp_path):
     assert [x["text"] for x in a] == [x["text"] for x in b]
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        assert cli_generate(["--model", str(hf), "--data", str(tmp_path / "val.json"), "--max-new-tokens", "4", "--out", str(tmp_path / "a.jsonl")]) == 0
-        assert cli_generate(["--model", str(hf), "--question", recs[0]["question"], "--thoughts", "1", "--max-new-tokens", "3"]) == 0
-        assert cli_analyze(["--model", str(hf), "--data", str(tmp_path / "val.json"), "--max-new-tokens", "4", "--out", str(tmp_path / "an")]) == 0
+        assert generate(hf, Questions(str(tmp_path / "val.json")), max_new_tokens=4, out=tmp_path / "a.jsonl") == 0
+        assert generate(hf, question=[recs[0]["question"]], thoughts=1, max_new_tokens=3) == 0
+        assert analyze(hf, tmp_path / "an", Questions(str(tmp_path / "val.json")), max_new_tokens=4) == 0
     got = list(read_jsonl(tmp_path / "a.jsonl"))
     assert [g["text"] for g in got] == [x["text"] for x in a]
     assert [r["k"] for r in json.loads((tmp_path / "an" / "k_sweep.json").read_text())["rows"]] == [0, 1, 2]
@@ -150,7 +163,7 @@ def test_bad_settings():
 def test_fit_from_record_lists(tmp_path):
     "Records passed as lists (what a benchmark does): symbolic ones are relabelled, and the test split is evaluated."
     recs = make_symbolic_prosqa(40, seed=7, n_nodes=8, min_hops=2, max_hops=2)
-    cfg = read_config(CFG); cfg["model"].update(eval_generate=True, max_new_tokens=4)
+    cfg = copy.deepcopy(CFG); cfg["model"].update(eval_generate=True, max_new_tokens=4)
     m, dm, met = fit_coconut(cfg, tmp_path, seed=1, records={"train": recs[:24], "val": recs[24:32], "test": recs[32:]},
                              trainer=dict(max_epochs=1), test=True)
     assert dm.symbolic() == (8, True) and dm._transform() is not None

@@ -6,19 +6,19 @@ Docs: https://latent-lm.github.io/latent_lm/coconut_analysis.html.md"""
 
 # %% ../../nbs/23_coconut_analysis.ipynb #27bb0e9e
 from __future__ import annotations
-import argparse, json, math
+import json, math
 from pathlib import Path
 from typing import Iterable
 import numpy as np
 import torch
 from ..core import LatentLMError, check, check_nonempty, atomic_write_json, progress
-from .data import (bfs_dist, frontier, node_heights, reachable, steps_to_path, draw_graph, load_coconut_json,
-                                    make_symbolic_prosqa, make_prosqa)
+from .data import bfs_dist, frontier, node_heights, reachable, steps_to_path, draw_graph
+from .train import summarize_answers
 
 # %% auto #0
 __all__ = ['REASONING_CLASSES', 'is_symbolic', 'frontier_depth', 'frontier_values', 'parallelism', 'plot_parallelism',
            'value_height', 'plot_value_height', 'logit_lens', 'plot_logit_lens', 'plot_latent_search',
-           'classify_reasoning', 'reasoning_breakdown', 'plot_reasoning', 'latent_search', 'cli_search']
+           'classify_reasoning', 'reasoning_breakdown', 'plot_reasoning', 'k_sweep', 'plot_k_sweep', 'latent_search']
 
 # %% ../../nbs/23_coconut_analysis.ipynb #56ebe5f4
 def is_symbolic(rec: dict) -> bool:
@@ -248,6 +248,24 @@ def plot_reasoning(breakdowns: dict[str, dict], ax=None, title: str | None = Non
     ax.legend(fontsize=7, bbox_to_anchor=(1, 1), loc="upper left"); ax.set_ylabel("share"); ax.set_title(title or "reasoning of the generations", fontsize=9)
     return ax
 
+# %% ../../nbs/23_coconut_analysis.ipynb #8e1d3b52
+def k_sweep(lc, recs: list[dict], ks: Iterable[int], max_new_tokens: int = 64, batch_size: int = 64) -> list[dict]:
+    "Accuracy and tokens when the end of thought is forced after `k` thoughts, for each `k`."
+    return [{"k": int(k), **summarize_answers(lc.answer(recs, n_thoughts=int(k), max_new_tokens=max_new_tokens, batch_size=batch_size))}
+            for k in progress(list(ks), desc="k-sweep")]
+
+def plot_k_sweep(rows: list[dict], ax=None, title: str | None = None):
+    "Accuracy (bars) and generated tokens (line) against the number of thoughts."
+    import matplotlib.pyplot as plt
+    if ax is None: _, ax = plt.subplots(figsize=(5, 3))
+    ks = [r["k"] for r in rows]
+    ax.bar(ks, [r["acc"] for r in rows], color="C0", alpha=.8); ax.set_ylim(0, 1); ax.set_xlabel("continuous thoughts before <eot>")
+    ax.set_ylabel("accuracy", color="C0"); ax.set_xticks(ks)
+    ax2 = ax.twinx(); ax2.plot(ks, [r["tokens"] for r in rows], "o-", color="C3"); ax2.set_ylabel("generated tokens", color="C3")
+    ax.set_title(title or "forcing <eot> after k thoughts", fontsize=9)
+    return ax
+
+
 # %% ../../nbs/23_coconut_analysis.ipynb #278b8787
 def latent_search(m, records: list[dict], ks: Iterable[int] | None = None, out_dir=None, kind: str = "shortest",
                   example: int | None = None, batch_size: int = 64) -> dict:
@@ -303,31 +321,3 @@ def latent_search(m, records: list[dict], ks: Iterable[int] | None = None, out_d
                                                        "values": {str(k): {str(i): {str(n): x for n, x in v.items()} for i, v in d.items()}
                                                                   for k, d in vals_by_k.items()}})
     return res
-
-# %% ../../nbs/23_coconut_analysis.ipynb #b742ed63
-def cli_search(argv: list[str] | None = None) -> int:
-    "`latent-lm coconut search`: frontier values, parallelism, value vs height and logit lens of a trained Coconut model."
-    from latent_lm.coconut.train import load_coconut
-    ap = argparse.ArgumentParser(prog="latent-lm coconut search", description="Latent-search analysis of a trained Coconut model on ProsQA.")
-    ap.add_argument("--model", required=True, help="folder written by CoconutModule.save_pretrained (a run's hf_model/)")
-    ap.add_argument("--data", required=True, help="ProsQA JSON with graph fields, or a generator: symbolic_prosqa, prosqa")
-    ap.add_argument("--n", type=int, default=200, help="records to analyse (generators: how many to draw)")
-    ap.add_argument("--seed", type=int, default=0, help="generator seed")
-    ap.add_argument("--task-kwargs", help='generator settings as JSON, e.g. \'{"n_nodes": 10, "max_hops": 3}\'')
-    ap.add_argument("--ks", help="numbers of thoughts, comma-separated (default: 0 or 1 up to the final stage's count)")
-    ap.add_argument("--height", choices=("shortest", "longest"), default="shortest", help="height = shortest or longest distance to a leaf")
-    ap.add_argument("--device", default=None)
-    ap.add_argument("--out", required=True, help="folder for latent_search.json and the figures")
-    a = ap.parse_args(argv)
-    gens = {"symbolic_prosqa": make_symbolic_prosqa, "prosqa": make_prosqa}
-    if a.data in gens: recs = load_coconut_json(gens[a.data](a.n, seed=a.seed, **json.loads(a.task_kwargs or "{}")))
-    else: recs = load_coconut_json(a.data)[:a.n]
-    lc = load_coconut(a.model, device=a.device)
-    ks = [int(x) for x in a.ks.split(",")] if a.ks else None
-    import matplotlib; matplotlib.use("Agg")
-    res = latent_search(lc, recs, ks, a.out, a.height)
-    for k, s in res["summary"].items():
-        print(f"after {k} thoughts: frontier mass {s['frontier_mass']:.3f}, top-1 {s['top1']:.3f}, best node reaches target "
-              f"{s['best_reaches_target']:.2f}, value correct/incorrect {s['value_correct'] or 0:.3f}/{s['value_incorrect'] or 0:.3f}")
-    print(f"wrote {Path(a.out) / 'latent_search.json'} and {len(res['figures'])} figures")
-    return 0

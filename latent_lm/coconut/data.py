@@ -1,4 +1,4 @@
-"""The question/steps/answer format Coconut trains on, generators for ProsQA, ProntoQA-style and multi-step arithmetic problems, a symbolic one-token-per-concept ProsQA for tiny models, and the paper's answer check.
+"""The question/steps/answer format Coconut trains on, generators for ProsQA, ProntoQA-style and multi-step arithmetic problems (from the shared tasks layer), a symbolic one-token-per-concept ProsQA for tiny models, and the paper's answer check.
 
 Docs: https://latent-lm.github.io/latent_lm/coconut_data.html.md"""
 
@@ -11,16 +11,18 @@ from collections import Counter, deque
 from pathlib import Path
 from typing import Iterable
 import numpy as np
-from ..core import LatentLMError, check, check_nonempty, atomic_write_json
+from ..core import LatentLMError, check, check_nonempty, atomic_write_json, check_input_file
+from ..tasks import arithmetic_problems
+from ..judge import answer_extractor, answers_equal, normalize_answer
 
 # %% auto #0
 __all__ = ['START_LATENT', 'LATENT', 'END_LATENT', 'PAUSE', 'COCONUT_TOKENS', 'ENTITY_NAMES', 'CONCEPT_NAMES', 'PROSQA_RELEASED',
-           'PROPERTY_FAMILIES', 'validate_record', 'load_coconut_json', 'save_coconut_json', 'children_of', 'bfs_dist',
-           'count_shortest_paths', 'sample_shortest_path', 'frontier', 'node_heights', 'reachable', 'prosqa_graph',
-           'render_prosqa', 'make_prosqa', 'prosqa_stats', 'plot_prosqa_stats', 'graph_layout', 'draw_graph',
-           'steps_to_path', 'render_symbolic', 'make_symbolic_prosqa', 'relabel_symbolic', 'symbolic_vocab',
-           'make_prontoqa', 'make_arithmetic', 'record_words', 'word_tokenizer', 'symbolic_tokenizer', 'check_vocab',
-           'extract_answer', 'answer_correct']
+           'PROPERTY_FAMILIES', 'ANSWER_FORMAT', 'validate_record', 'load_coconut_json', 'save_coconut_json',
+           'children_of', 'bfs_dist', 'count_shortest_paths', 'sample_shortest_path', 'frontier', 'node_heights',
+           'reachable', 'prosqa_graph', 'render_prosqa', 'make_prosqa', 'prosqa_stats', 'plot_prosqa_stats',
+           'graph_layout', 'draw_graph', 'steps_to_path', 'render_symbolic', 'make_symbolic_prosqa', 'relabel_symbolic',
+           'symbolic_vocab', 'make_prontoqa', 'make_arithmetic', 'record_words', 'word_tokenizer', 'symbolic_tokenizer',
+           'check_vocab', 'extract_answer', 'answer_correct']
 
 # %% ../../nbs/20_coconut_data.ipynb #c7c71187
 START_LATENT, LATENT, END_LATENT = "<|start-latent|>", "<|latent|>", "<|end-latent|>"
@@ -69,8 +71,9 @@ def load_coconut_json(path_or_records, src: str | None = None) -> list[dict]:
     "Load and validate Coconut data: a JSON file path or a list of records; adds a running `idx`."
     if isinstance(path_or_records, (str, Path)):
         p = Path(path_or_records)
-        check(p.is_file(), f"Coconut data file not found: {p}. Pass the path of a JSON list of question/steps/answer records.")
-        try: data = json.loads(p.read_text())
+        check(p.exists(), f"Coconut data file not found: {p}. Pass the path of a JSON list of question/steps/answer records.")
+        text = check_input_file(p, "Coconut data")                  # a readable UTF-8 file
+        try: data = json.loads(text)
         except json.JSONDecodeError as e:
             raise LatentLMError(f"{p} is not valid JSON ({e.msg}, line {e.lineno}); the Coconut format is one JSON list "
                                 "of records (not JSONL).") from None
@@ -414,25 +417,17 @@ def make_prontoqa(n: int, seed: int = 0, hops: int = 5, n_distractors: int = 2) 
     return [_draw(i, seed, make) for i in range(n)]
 
 # %% ../../nbs/20_coconut_data.ipynb #01a08461
-_OPS = {"+": ("Add {b}", lambda a, b: a + b), "-": ("Subtract {b}", lambda a, b: a - b),
-        "*": ("Multiply by {b}", lambda a, b: a * b), "/": ("Divide by {b}", lambda a, b: a // b)}
+def _aug_step(step: str) -> str:
+    "A tasks-layer step `'13 - 10 = 3'` as a GSM8k-Aug equation `'<<13-10=3>>'`."
+    return "<<" + step.replace(" ", "") + ">>"
 
-def make_arithmetic(n: int, seed: int = 0, min_steps: int = 2, max_steps: int = 4, max_value: int = 99) -> list[dict]:
-    "`n` multi-step arithmetic problems with GSM8k-Aug style steps (`<<a+b=c>>`) and a numeric answer."
-    check(n >= 1 and 1 <= min_steps <= max_steps, f"Need n >= 1 and 1 <= min_steps <= max_steps, got {n}, {min_steps}, {max_steps}.")
-    check(max_value >= 10, f"max_value must be at least 10, got {max_value}.")
-    def make(rng):
-        a = int(rng.integers(1, max_value // 2)); x = a; steps, words = [], []
-        for _ in range(int(rng.integers(min_steps, max_steps + 1))):
-            ok = []
-            for op in _OPS:
-                for b in range(2, 10):
-                    y = _OPS[op][1](x, b)
-                    if 0 <= y <= max_value and (op != "/" or x % b == 0): ok.append((op, b, y))
-            op, b, y = ok[int(rng.integers(len(ok)))]
-            steps.append(f"<<{x}{op}{b}={y}>>"); words.append(_OPS[op][0].format(b=b)); x = y
-        return dict(question=f"Start with {a}. " + ". ".join(words) + ". What is the result?", steps=steps, answer=str(x))
-    return [_draw(i, seed, make) for i in range(n)]
+def make_arithmetic(n: int, seed: int = 0, min_steps: int = 2, max_steps: int = 4, **difficulty) -> list[dict]:
+    "`n` multi-step arithmetic word problems of `latent_lm.tasks` with GSM8k-Aug style steps (`<<a+b=c>>`) and a numeric answer."
+    check(isinstance(n, int) and n >= 1, f"n must be an integer >= 1, got {n!r}.")
+    check(isinstance(min_steps, int) and isinstance(max_steps, int) and 1 <= min_steps <= max_steps,
+          f"Need 1 <= min_steps <= max_steps, got min_steps={min_steps!r}, max_steps={max_steps!r}.")
+    probs = arithmetic_problems(n, seed=seed, n_steps=(min_steps, max_steps), **difficulty)
+    return [dict(question=p["question"], steps=[_aug_step(s) for s in p["steps"]], answer=str(p["answer"])) for p in probs]
 
 # %% ../../nbs/20_coconut_data.ipynb #db6cf4e4
 def record_words(records: Iterable[dict]) -> set[str]:
@@ -470,10 +465,13 @@ def check_vocab(tokenizer, records: Iterable[dict]) -> None:
           "these records (word_tokenizer(records=...)) or with a larger n_symbols.")
 
 # %% ../../nbs/20_coconut_data.ipynb #e7a074cd
-def extract_answer(text: str) -> str:
-    "The answer part of a generation: the text after the last `#`, commas removed, stripped."
-    return text.split("#")[-1].replace(",", "").strip()
+ANSWER_FORMAT = r"re:(?:^|#)([^#]*)$"          # the text after the last '#' (the whole text if there is none)
+_extract = answer_extractor(ANSWER_FORMAT)
+
+def extract_answer(text: str):
+    "The normalised answer of a generation: the text after the last `#` (shared extractor, `ANSWER_FORMAT`); None if empty."
+    return _extract(text)
 
 def answer_correct(text: str, gold: str) -> bool:
-    "Exact match of the extracted answer with the gold answer (commas and surrounding spaces ignored)."
-    return extract_answer(text) == gold.replace(",", "").strip()
+    "Whether the extracted answer equals the gold answer, both normalised by the shared extractor."
+    return answers_equal(_extract(text), normalize_answer(gold))

@@ -6,7 +6,7 @@ Docs: https://latent-lm.github.io/latent_lm/coconut_train.html.md"""
 
 # %% ../../nbs/22_coconut_train.ipynb #c2f7f771
 from __future__ import annotations
-import json, math, random, time, argparse
+import argparse, json, math, random
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -15,20 +15,20 @@ import torch
 import torch.nn as nn
 import lightning as L
 from torch.utils.data import DataLoader, Dataset
-from ..core import LatentLMError, check, check_nonempty, set_seed, stable_hash, atomic_write_json, progress
+from ..core import (LatentLMError, check, check_nonempty, set_seed, stable_hash, atomic_write_json, progress,
+                            check_safetensors_file)
 from ..lm import encode_prompt, context_length
-from ..prefs import ResumableDataLoader, train_sampler
+from ..train import ResumableDataLoader, train_sampler, make_trainer, save_pretrained_atomic
 from .data import (START_LATENT, LATENT, END_LATENT, PAUSE, COCONUT_TOKENS, load_coconut_json, word_tokenizer,
                                     record_words, symbolic_vocab, relabel_symbolic, answer_correct, extract_answer,
                                     make_prosqa, make_symbolic_prosqa, make_prontoqa, make_arithmetic)
 from .model import CoconutLM, add_coconut_tokens, align_latents, tiny_gpt2
 
 # %% auto #0
-__all__ = ['RESERVED_TOKENS', 'VARIANTS', 'RESETS', 'TINY_MODELS', 'TASKS', 'TOUR_CONFIG', 'RecordFormat', 'encode_record',
-           'Curriculum', 'ThoughtTokens', 'build_sequence', 'build_prompt', 'CoconutCollator', 'plot_curriculum',
-           'build_coconut', 'EncodedRecords', 'CoconutDataModule', 'CoconutModule', 'answer_records',
-           'summarize_answers', 'LoadedCoconut', 'load_coconut', 'SaveCoconut', 'read_config', 'fit_coconut',
-           'cli_generate', 'k_sweep', 'plot_k_sweep', 'cli_analyze', 'plot_training', 'tour']
+__all__ = ['RESERVED_TOKENS', 'VARIANTS', 'RESETS', 'TINY_MODELS', 'TASKS', 'RecordFormat', 'encode_record', 'Curriculum',
+           'ThoughtTokens', 'build_sequence', 'build_prompt', 'CoconutCollator', 'plot_curriculum', 'build_coconut',
+           'EncodedRecords', 'CoconutDataModule', 'CoconutModule', 'check_fits', 'answer_records', 'summarize_answers',
+           'LoadedCoconut', 'load_coconut', 'SaveCoconut', 'resolve_config', 'fit_coconut', 'plot_training']
 
 # %% ../../nbs/22_coconut_train.ipynb #d3a1e5c6
 RESERVED_TOKENS = (*COCONUT_TOKENS, PAUSE)
@@ -162,6 +162,8 @@ class ThoughtTokens:
 
 def _thought_ids(cur: Curriculum, ids: ThoughtTokens, k: int) -> list[int]:
     tid = {LATENT: ids.latent, PAUSE: ids.pause}.get(cur.thought_token)
+    check(k == 0 or cur.thought_token is not None, f"Variant {cur.variant!r} has no thought token, so it takes 0 thoughts, not {k}; "
+          "give thoughts only to a model trained as coconut, no_curriculum, pause or pause_as_thought.")
     check(k == 0 or tid is not None, f"Variant {cur.variant!r} needs the token {cur.thought_token} in the vocabulary; build the model "
           "with CoconutModule (or add it with add_coconut_tokens).")
     mid = [tid] * k
@@ -526,6 +528,19 @@ class CoconutModule(L.LightningModule):
         return [SaveCoconut()] if self.hparams.save_hf else []
 
 # %% ../../nbs/22_coconut_train.ipynb #2cb3f085
+def check_fits(coconut: CoconutLM, prompts: list[list[int]], max_new_tokens: int = 0, recs: list[dict] | None = None) -> None:
+    "Raise, before any model call, if a prompt (question + thoughts) plus `max_new_tokens` is longer than the model's context."
+    ctx = context_length(coconut.base)
+    if ctx is None: return
+    for i, p in enumerate(prompts):
+        if len(p) + max_new_tokens <= ctx: continue
+        r = recs[i] if recs is not None else {}
+        k = len(p) - len(r["question"]) if "question" in r and isinstance(r["question"], list) else None
+        what = f"{len(r['question'])} question tokens + {k} thought/marker tokens" if k is not None else f"{len(p)} prompt tokens"
+        raise LatentLMError(f"Record {r.get('idx', i)} needs {len(p) + max_new_tokens} positions ({what} + max_new_tokens "
+                            f"{max_new_tokens}) but the model's context is {ctx}. Use fewer thoughts, a smaller max_new_tokens, "
+                            "or a shorter question.")
+
 @torch.no_grad()
 def answer_records(coconut: CoconutLM, tokenizer, curriculum: Curriculum, fmt: RecordFormat, ids: ThoughtTokens, recs: list[dict],
                    stage: int | None = None, n_thoughts: int | None = None, max_new_tokens: int = 64, batch_size: int = 64) -> list[dict]:
@@ -534,6 +549,7 @@ def answer_records(coconut: CoconutLM, tokenizer, curriculum: Curriculum, fmt: R
     st = curriculum.final_stage if stage is None else stage
     ks = [curriculum.eval_thoughts(st, r["n_steps"]) if n_thoughts is None else n_thoughts for r in recs]
     prompts = [build_prompt(r, curriculum, ids, k) for r, k in zip(recs, ks)]
+    check_fits(coconut, prompts, max_new_tokens, recs)
     gen = coconut.generate(prompts, max_new_tokens, batch_size=batch_size)
     counted = curriculum.variant in ("coconut", "no_curriculum")        # continuous thoughts count as tokens, pauses do not
     out = []
@@ -569,13 +585,16 @@ def _prompt_ids(self, rec: dict, n_thoughts: int, suffix: str = "") -> list[int]
 CoconutModule.generate_records, CoconutModule.evaluate, CoconutModule.prompt_ids = _generate_records, _evaluate, _prompt_ids
 
 # %% ../../nbs/22_coconut_train.ipynb #3f808a9e
+class _WithLayout:
+    "The tokenizer plus `coconut.json`, saved together beside the weights (what `save_pretrained_atomic` calls a tokenizer)."
+    def __init__(self, tokenizer, info: dict): self.tokenizer, self.info = tokenizer, info
+    def save_pretrained(self, path):
+        self.tokenizer.save_pretrained(path); atomic_write_json(Path(path) / "coconut.json", self.info)
+
 def _save_pretrained(self, path) -> Path:
-    "Write the base model, the tokenizer and `coconut.json` (curriculum, format, token ids) to `path`."
-    path = Path(path); path.mkdir(parents=True, exist_ok=True)
-    self.coconut.base.save_pretrained(path); self.tokenizer.save_pretrained(path)
-    atomic_write_json(path / "coconut.json", {"curriculum": asdict(self.curriculum), "format": asdict(self.fmt),
-                                              "ids": asdict(self.ids), "hparams": dict(self.hparams)})
-    return path
+    "Write the base model, the tokenizer and `coconut.json` (curriculum, format, token ids) to `path`, atomically (whole or absent)."
+    info = {"curriculum": asdict(self.curriculum), "format": asdict(self.fmt), "ids": asdict(self.ids), "hparams": dict(self.hparams)}
+    return save_pretrained_atomic(path, self.coconut.base, _WithLayout(self.tokenizer, info))
 
 CoconutModule.save_pretrained = _save_pretrained
 
@@ -603,12 +622,23 @@ def load_coconut(path, device: str | None = None) -> LoadedCoconut:
     "Load a model written by `CoconutModule.save_pretrained` (or `SaveCoconut`)."
     from latent_lm.lm import load_lm
     path = Path(path)
+    check(path.is_dir(), f"No Coconut model at {path}: " + ("it is a file, not a folder" if path.exists() else "the folder does not exist")
+          + ". Pass a folder written by CoconutModule.save_pretrained (a training run's hf_model/).")
     check((path / "coconut.json").exists(), f"{path} has no coconut.json; it was not saved by CoconutModule.save_pretrained.")
-    info = json.loads((path / "coconut.json").read_text())
-    base, tok = load_lm(str(path), device=device)
-    ids = ThoughtTokens(**info["ids"])
+    try:
+        info = json.loads((path / "coconut.json").read_bytes().decode("utf-8"))
+        ids, cur, fmt = ThoughtTokens(**info["ids"]), Curriculum(**info["curriculum"]), RecordFormat(**info["format"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise LatentLMError(f"{path / 'coconut.json'} is corrupt ({type(e).__name__}: {str(e)[:120]}); save the model again "
+                            "with CoconutModule.save_pretrained.") from None
+    for f in sorted(path.glob("*.safetensors")): check_safetensors_file(f)      # truncated weights: a clear error, not a traceback
+    try: base, tok = load_lm(str(path), device=device)
+    except LatentLMError: raise
+    except Exception as e:                     # truncated safetensors, broken config or tokenizer files
+        raise LatentLMError(f"The model files in {path} cannot be loaded ({type(e).__name__}: {str(e)[:160]}); the folder is "
+                            "corrupt or incomplete. Save the model again (CoconutModule.save_pretrained) or retrain.") from None
     cl = CoconutLM(base, ids.latent, ids.start, ids.end, ids.pad, tok.eos_token_id)
-    return LoadedCoconut(cl.eval(), tok, Curriculum(**info["curriculum"]), RecordFormat(**info["format"]), ids)
+    return LoadedCoconut(cl.eval(), tok, cur, fmt, ids)
 
 class SaveCoconut(L.Callback):
     "At the end of `fit`, save the model with `save_pretrained` into `<run folder>/hf_model`."
@@ -620,39 +650,59 @@ class SaveCoconut(L.Callback):
         self.path = pl_module.save_pretrained(root / "hf_model")
 
 # %% ../../nbs/22_coconut_train.ipynb #85174038
-def read_config(config: str | Path | dict | None = None) -> dict:
-    "A LightningCLI-style config (`model`, `data`, `trainer` sections) from a YAML file or a dict (deep-copied)."
-    import copy, yaml
-    if config is None: return {"model": {}, "data": {}, "trainer": {}}
-    if isinstance(config, dict): cfg = copy.deepcopy(config)
-    else:
-        p = Path(config)
-        check(p.exists(), f"Config file not found: {p}.")
-        cfg = yaml.safe_load(p.read_text()) or {}
-    for k in ("model", "data", "trainer"): cfg.setdefault(k, {}); cfg[k] = cfg[k] or {}
-    return cfg
+from lightning.pytorch.cli import LightningCLI
 
-def fit_coconut(config: str | Path | dict | None = None, out_dir: str | Path | None = None, variant: str | None = None,
+class _ParseOnly(LightningCLI):
+    "LightningCLI that parses and checks its arguments, and neither seeds the global RNGs nor builds anything."
+    def _set_seed(self): pass
+    def instantiate_classes(self): pass
+
+def _parse(args: list[str]):
+    import logging, sys
+    lg = logging.getLogger("lightning.pytorch.utilities.rank_zero"); level = lg.level; lg.setLevel(logging.WARNING)
+    argv, sys.argv = sys.argv, sys.argv[:1]             # LightningCLI parses `args`, not the outer command line
+    try:
+        return _ParseOnly(CoconutModule, CoconutDataModule, run=False, args=args, auto_configure_optimizers=False,
+                          parser_kwargs={"exit_on_error": False})
+    except argparse.ArgumentError as e:
+        raise LatentLMError(f"Coconut config: {e}. The sections are model (CoconutModule), data (CoconutDataModule), trainer "
+                            "(lightning Trainer) and seed_everything, as for `latent-lm coconut fit`.") from None
+    finally: lg.setLevel(level); sys.argv = argv
+
+def resolve_config(config: str | Path | dict | list | None = None, model: dict | None = None, data: dict | None = None,
+                   trainer: dict | None = None) -> dict:
+    "`{model, data, trainer, seed_everything}` as `latent-lm coconut fit` reads them: configs stacked in order, then the overrides; `trainer` keeps only non-default settings."
+    configs = list(config) if isinstance(config, (list, tuple)) else [] if config is None else [config]
+    args = []
+    for c in configs:
+        if isinstance(c, dict): args += ["--config", json.dumps(c, default=str)]
+        else:
+            check(isinstance(c, (str, Path)) and Path(c).is_file(), f"Config file not found: {c}. Pass a YAML file such as "
+                  "configs/coconut/tiny.yaml, a dict with model/data/trainer sections, or a list of them.")
+            args += ["--config", str(c)]
+    over = {k: v for k, v in dict(model=model, data=data, trainer=trainer).items() if v}
+    if over: args += ["--config", json.dumps(over, default=str)]
+    cli = _parse(args)
+    cfg, dflt = cli.config.as_dict(), cli.parser.get_defaults().as_dict()
+    cfg["trainer"] = {k: v for k, v in cfg["trainer"].items() if v != dflt["trainer"].get(k)}
+    return {k: cfg[k] for k in ("model", "data", "trainer", "seed_everything")}
+
+def fit_coconut(config: str | Path | dict | list | None = None, out_dir: str | Path | None = None, variant: str | None = None,
                 seed: int = 0, model: dict | None = None, data: dict | None = None, trainer: dict | None = None,
                 records: dict | None = None, test: bool = False) -> tuple[CoconutModule, CoconutDataModule, dict]:
-    "Train one Coconut variant from a config with overrides; returns `(module, datamodule, metrics)`."
-    import tempfile, logging
-    cfg = read_config(config)
-    mk = {**cfg["model"], **(model or {}), "seed": seed}
-    if variant is not None: mk["variant"] = variant
-    dk = {**cfg["data"], **(data or {}), "seed": seed}
-    if records:
-        for k, v in records.items(): dk[{"train": "data", "val": "val_data", "test": "test_data"}[k]] = v
-    tk = {k: v for k, v in cfg["trainer"].items() if k not in ("logger", "callbacks")}
-    tk.update(trainer or {})
+    "Train one Coconut variant from configs (`resolve_config`) with overrides into `out_dir`; returns `(module, datamodule, metrics)`."
+    import tempfile
+    mo = {**(model or {}), "seed": seed, **({"variant": variant} if variant is not None else {})}
+    cfg = resolve_config(config, model=mo, data={**(data or {}), "seed": seed}, trainer=trainer)
+    mk, dk = cfg["model"], cfg["data"]
+    for k, v in (records or {}).items():
+        check(k in ("train", "val", "test"), f"records keys are 'train', 'val' and 'test', got {k!r}.")
+        dk[{"train": "data", "val": "val_data", "test": "test_data"}[k]] = v
     out = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="coconut-"))
-    tk["default_root_dir"] = str(out)
-    tk.setdefault("enable_progress_bar", False); tk.setdefault("enable_model_summary", False); tk.setdefault("log_every_n_steps", 10)
-    tk.setdefault("logger", L.pytorch.loggers.CSVLogger(str(out), name="", version=""))
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    tk = {k: v for k, v in cfg["trainer"].items() if k not in ("logger", "callbacks", "default_root_dir")}   # the run writes to out_dir
     L.seed_everything(seed, verbose=False)
     module, dm = CoconutModule(**mk), CoconutDataModule(**dk)
-    tr = L.Trainer(**tk)
+    tr = make_trainer(default_root_dir=str(out), logger=L.pytorch.loggers.CSVLogger(str(out), name="", version=""), **tk)
     tr.fit(module, dm)
     metrics = {k: float(v) for k, v in tr.callback_metrics.items()}
     if test and dm.splits.get("test"):
@@ -660,108 +710,7 @@ def fit_coconut(config: str | Path | dict | None = None, out_dir: str | Path | N
         metrics.update({k: float(v) for k, v in tr.callback_metrics.items() if k.startswith("test/")})
     return module, dm, metrics
 
-# %% ../../nbs/22_coconut_train.ipynb #0eece61d
-def _records_from_args(args) -> list[dict]:
-    if args.question:
-        return [{"question": q, "steps": [], "answer": "?", "idx": i, "_free": True} for i, q in enumerate(args.question)]
-    check(args.data, "Give --data (a JSON file in the official format, or a generator name) or --question TEXT.")
-    if args.data in TASKS:
-        recs = load_coconut_json(TASKS[args.data](args.n or 100, seed=args.seed, **json.loads(args.task_kwargs or "{}")))
-    else:
-        recs = load_coconut_json(args.data)
-    return recs[:args.n] if args.n else recs
-
-def _common_args(ap):
-    ap.add_argument("--model", required=True, help="folder written by CoconutModule.save_pretrained (a run's hf_model/)")
-    ap.add_argument("--data", help="official-format JSON file, or a generator: " + ", ".join(TASKS))
-    ap.add_argument("--n", type=int, help="number of records (generators: how many to draw; default 100)")
-    ap.add_argument("--seed", type=int, default=0, help="generator seed")
-    ap.add_argument("--task-kwargs", help='generator settings as JSON, e.g. \'{"n_nodes": 10, "max_hops": 3}\'')
-    ap.add_argument("--max-new-tokens", type=int, default=64)
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--device", default=None, help="cpu, cuda, ... (default: best available)")
-
-def cli_generate(argv: list[str] | None = None) -> int:
-    "`latent-lm coconut generate`: answer questions with a trained Coconut model (batched, KV-cached)."
-    from latent_lm.rounds import resumable_map
-    ap = argparse.ArgumentParser(prog="latent-lm coconut generate", description="Answer questions with a trained Coconut model.")
-    _common_args(ap)
-    ap.add_argument("--question", action="append", help="a free question (repeatable); no gold answer to check")
-    ap.add_argument("--thoughts", type=int, help="continuous thoughts per question (default: the final stage's count)")
-    ap.add_argument("--out", help="JSONL file for the answers (resumable); printed if omitted")
-    args = ap.parse_args(argv)
-    check(args.thoughts is None or args.thoughts >= 0, f"--thoughts must be >= 0, got {args.thoughts}.")
-    lc = load_coconut(args.model, device=args.device)
-    recs = _records_from_args(args)
-    def run(chunk):
-        res = lc.answer(chunk, n_thoughts=args.thoughts, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
-        out = []
-        for r, a in zip(chunk, res):
-            if r.get("_free"): a = {**a, "gold": None, "correct": None}
-            out.append({"key": r["idx"], "question": r["question"], **{k: v for k, v in a.items() if k != "idx"}})
-        return out
-    if args.out:
-        res = resumable_map(args.out, recs, run, key_fn=lambda r: r["idx"], chunk_size=args.batch_size, desc="coconut generate").records
-    else:
-        res = run(recs)
-        for r in res: print(json.dumps(r, ensure_ascii=False))
-    scored = [r for r in res if r["correct"] is not None]
-    msg = f"{len(res)} answers, {np.mean([r['tokens_per_answer'] for r in res]):.1f} tokens per answer (thoughts included)"
-    if scored: msg += f", accuracy {np.mean([r['correct'] for r in scored]):.3f}"
-    print(msg + (f"; written to {args.out}" if args.out else ""))
-    return 0
-
-def k_sweep(lc: LoadedCoconut, recs: list[dict], ks: Iterable[int], max_new_tokens: int = 64, batch_size: int = 64) -> list[dict]:
-    "Accuracy and tokens when the end of thought is forced after `k` thoughts, for each `k`."
-    return [{"k": int(k), **summarize_answers(lc.answer(recs, n_thoughts=int(k), max_new_tokens=max_new_tokens, batch_size=batch_size))}
-            for k in progress(list(ks), desc="k-sweep")]
-
-def plot_k_sweep(rows: list[dict], ax=None, title: str | None = None):
-    "Accuracy (bars) and generated tokens (line) against the number of thoughts."
-    import matplotlib.pyplot as plt
-    if ax is None: _, ax = plt.subplots(figsize=(5, 3))
-    ks = [r["k"] for r in rows]
-    ax.bar(ks, [r["acc"] for r in rows], color="C0", alpha=.8); ax.set_ylim(0, 1); ax.set_xlabel("continuous thoughts before <eot>")
-    ax.set_ylabel("accuracy", color="C0"); ax.set_xticks(ks)
-    ax2 = ax.twinx(); ax2.plot(ks, [r["tokens"] for r in rows], "o-", color="C3"); ax2.set_ylabel("generated tokens", color="C3")
-    ax.set_title(title or "forcing <eot> after k thoughts", fontsize=9)
-    return ax
-
-def cli_analyze(argv: list[str] | None = None) -> int:
-    "`latent-lm coconut analyze`: the k-sweep, and on ProsQA data the latent-search analysis (`coconut.analysis.latent_search`)."
-    ap = argparse.ArgumentParser(prog="latent-lm coconut analyze", description="k-sweep of a trained Coconut model.")
-    _common_args(ap)
-    ap.add_argument("--max-thoughts", type=int, help="largest k (default: the final stage's count)")
-    ap.add_argument("--out", required=True, help="folder for k_sweep.json/png (and, for ProsQA data, latent_search.json and its figures)")
-    ap.add_argument("--no-search", action="store_true", help="skip the latent-search analysis (frontier values) on ProsQA data")
-    args = ap.parse_args(argv); args.question = None
-    lc = load_coconut(args.model, device=args.device)
-    recs = _records_from_args(args)
-    cur = lc.curriculum
-    K = args.max_thoughts if args.max_thoughts is not None else cur.max_latent_stage * cur.c_thought
-    rows = k_sweep(lc, recs, range(K + 1), args.max_new_tokens, args.batch_size)
-    out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "k_sweep.json", {"model": str(args.model), "n": len(recs), "rows": rows})
-    import matplotlib; matplotlib.use("Agg"); import matplotlib.pyplot as plt
-    ax = plot_k_sweep(rows); ax.figure.tight_layout(); ax.figure.savefig(out / "k_sweep.png", dpi=120); plt.close(ax.figure)
-    for r in rows: print(f"k={r['k']}: accuracy {r['acc']:.3f}, {r['tokens']:.1f} generated tokens")
-    if not args.no_search and all(k in r for r in recs for k in ("idx_to_symbol", "edges", "root", "target", "neg_target")):
-        from latent_lm.coconut.analysis import latent_search          # ProsQA records: the latent-search analysis too
-        res = latent_search(lc, recs, out_dir=out, batch_size=args.batch_size)
-        for k, s in res["summary"].items():
-            print(f"after {k} thoughts: frontier mass {s['frontier_mass']:.3f}, top-1 {s['top1']:.3f}, "
-                  f"best node reaches the target {s['best_reaches_target']:.2f}")
-    print(f"wrote {out}")
-    return 0
-
 # %% ../../nbs/22_coconut_train.ipynb #6cd806f8
-TOUR_CONFIG = {
-    "model": dict(model="tiny-gpt2", d_model=64, n_layers=2, n_heads=4, max_len=128, variant="coconut", c_thought=1,
-                  max_latent_stage=3, first_stage_epochs=3, epochs_per_stage=1, use_markers=False, lr=1e-3, max_new_tokens=8),
-    "data": dict(data="symbolic_prosqa", n_train=1500, n_val=100, task_kwargs=dict(n_nodes=10, min_hops=2, max_hops=3),
-                 batch_size=64, eval_batch_size=100),
-    "trainer": dict(max_epochs=8, accelerator="cpu", num_sanity_val_steps=0)}
-
 def plot_training(metrics_csv, ax=None):
     "Training loss per step with the curriculum stages shaded, and validation accuracy per epoch."
     import pandas as pd, matplotlib.pyplot as plt
@@ -784,34 +733,3 @@ def plot_training(metrics_csv, ax=None):
         ax2.set_ylabel("val accuracy (stage's own thoughts)", color="C2")
     return ax
 
-def tour(out_dir, quick: bool = True) -> dict:
-    "Coconut at tiny scale: train on symbolic ProsQA through the curriculum, then the k-sweep; figures into `out_dir`."
-    import matplotlib; matplotlib.use("Agg"); import matplotlib.pyplot as plt
-    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
-    cfg = read_config(TOUR_CONFIG)
-    if not quick:
-        cfg["data"].update(n_train=4000, n_val=200); cfg["model"].update(first_stage_epochs=4, epochs_per_stage=3); cfg["trainer"]["max_epochs"] = 16
-    t0 = time.time()
-    mod, dm, met = fit_coconut(cfg, out / "coconut_run", seed=0)
-    secs = time.time() - t0
-    figs = []
-    fig, ax = plt.subplots(figsize=(8, 3.0))
-    plot_curriculum(mod.encode(dm.splits["val"][0]), mod.curriculum, mod.ids, mod.tokenizer, ax=ax, max_question=4)
-    fig.tight_layout(); fig.savefig(out / "coconut_curriculum.png", dpi=110); plt.close(fig); figs.append(out / "coconut_curriculum.png")
-    ax = plot_training(out / "coconut_run" / "metrics.csv"); ax.set_title("Coconut on symbolic ProsQA: loss through the stages", fontsize=9)
-    ax.figure.tight_layout(); ax.figure.savefig(out / "coconut_training.png", dpi=110); plt.close(ax.figure); figs.append(out / "coconut_training.png")
-    lc = load_coconut(out / "coconut_run" / "hf_model")
-    rows = k_sweep(lc, dm.splits["val"], range(mod.curriculum.max_latent_stage + 1), max_new_tokens=8)
-    ax = plot_k_sweep(rows); ax.figure.tight_layout(); ax.figure.savefig(out / "coconut_k_sweep.png", dpi=110); plt.close(ax.figure)
-    figs.append(out / "coconut_k_sweep.png")
-    final = rows[-1]
-    nums = {"val_accuracy": round(final["acc"], 3), "tokens_per_answer": round(final["tokens_per_answer"], 2),
-            "continuous_thoughts": final["k"], "train_seconds": round(secs, 1), "epochs": int(cfg["trainer"]["max_epochs"]),
-            "train_records": int(cfg["data"]["n_train"])}
-    summary = (f"A {cfg['model']['n_layers']}-layer GPT-2 (d={cfg['model']['d_model']}) trained from scratch for {secs:.0f} s on symbolic "
-               f"ProsQA through the Coconut curriculum: stage 0 is ordinary chain-of-thought training, each later stage replaces one "
-               f"more reasoning step by a continuous thought (the last hidden state fed back as the next input), and the final "
-               f"stage answers after {final['k']} thoughts with no language reasoning at all. Final-stage validation accuracy: "
-               f"{final['acc']:.2f} (two options, chance 0.5) with {final['tokens_per_answer']:.1f} tokens per answer, thoughts included. "
-               f"At this budget the model does not learn the latent search; `bench/coconut.py` compares the paper's variants.")
-    return {"title": "Coconut: reasoning in continuous thoughts", "summary": summary, "figures": [str(f) for f in figs], "numbers": nums}
