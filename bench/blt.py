@@ -37,20 +37,14 @@ Interrupting is safe: every finished job (arm x seed) is a JSON file in the work
 (`--fresh` starts over). Run: nice python bench/blt.py --quick   (writes bench/results/blt.json, blt.md, blt_*.png)
 """
 from __future__ import annotations
-import argparse, json, logging, math, os, platform, random, shutil, statistics, subprocess, sys, tempfile, time, warnings
+import argparse, json, math, os, random, shutil, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("OMP_NUM_THREADS", "1"); os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("LATENT_LM_QUIET", "1"); os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("TQDM_DISABLE", "1")
-warnings.filterwarnings("ignore")
-for _n in ("lightning.pytorch", "lightning.fabric", "transformers"): logging.getLogger(_n).setLevel(logging.ERROR)
+sys.path.insert(0, str(Path(__file__).resolve().parent))        # bench/_common.py, also when this file is loaded by path (tests)
+from _common import ROOT, RESULTS, bench_env, machine_info, write_results
+bench_env()
 
 import torch
-
-RESULTS = ROOT / "bench" / "results"
 SCHEMES = ("static", "space", "entropy", "monotonic", "random")
 NOISES = ("uppercase", "random_case", "drop", "repeat")
 
@@ -196,11 +190,17 @@ def prepare(cfg: dict, work: Path, log=print) -> dict:
     "Corpus split, streams, entropy model and entropies, calibrated patchers, BPE tokenizer and baseline size (cached)."
     work = Path(work); work.mkdir(parents=True, exist_ok=True)
     if (work / "prep.json").exists() and (work / "prep.pt").exists():
-        return json.loads((work / "prep.json").read_text())
+        prep = json.loads((work / "prep.json").read_text())
+        if "premise" not in prep:                                 # a work folder from before the premise was measured
+            d = torch.load(work / "prep.pt", weights_only=True)
+            prep["premise"] = premise_numbers(d["s_va"], d["e_va"], prep["patchers"])
+            from latent_lm.core import atomic_write_json
+            atomic_write_json(work / "prep.json", prep)
+        return prep
     from latent_lm.core import atomic_write_json
     from latent_lm.blt.train import default_corpus, split_documents, take_bytes, encode_documents, fit_ngram_stream
     from latent_lm.blt.entropy import NgramEntropyModel, stream_entropies, save_entropy_model, lm_loss_sum
-    from latent_lm.blt.patching import Patcher, calibrate_patcher
+    from latent_lm.blt.patching import Patcher, PATCH_MODES, calibrate_patcher
     from latent_lm.blt.model import BLT, BLTConfig, flops_per_byte
     from latent_lm.blt.tokenizer import bits_per_byte
     from latent_lm.lm import tiny_tokenizer
@@ -239,16 +239,18 @@ def prepare(cfg: dict, work: Path, log=print) -> dict:
 
     patchers, targets = {}, {}
     for ps in cfg["patch_sizes"]:
-        st = Patcher("static", patch_size=ps)
+        st = Patcher("static", patch_size=ps)                     # the reference: every other scheme is matched to its realised size
         target = bpp(st, x_ext[cal], None, cal)
         targets[ps] = target
-        patchers[arm_name("static", ps)] = st
-        patchers[arm_name("entropy", ps)] = calibrate_patcher("entropy", target, x_ext[cal], e_ext[cal], keys=cal)
-        patchers[arm_name("monotonic", ps)] = calibrate_patcher("monotonic", target, x_ext[cal], e_ext[cal], keys=cal)
-        patchers[arm_name("random", ps)] = calibrate_patcher("random", target, x_ext[cal], None, keys=cal)
-        Ms = {M: bpp(Patcher("space", max_patch_length=M), x_ext[cal], None, cal) for M in range(2, 41)}
-        M = min(Ms, key=lambda m: abs(Ms[m] - target))
-        patchers[arm_name("space", ps)] = Patcher("space", max_patch_length=M)
+        for s in SCHEMES:
+            spec = PATCH_MODES[s]                                 # which parameter sets the scheme's patch size: the one table
+            if s == "static": P = st
+            elif spec.size_param is not None:
+                P = calibrate_patcher(s, target, x_ext[cal], e_ext[cal] if spec.entropy else None, keys=cal)
+            else:                                                 # no size parameter (space): max_patch_length brings it to the target
+                Ms = {M: bpp(Patcher(s, max_patch_length=M), x_ext[cal], None, cal) for M in range(2, 41)}
+                P = Patcher(s, max_patch_length=min(Ms, key=lambda m: abs(Ms[m] - target)))
+            patchers[arm_name(s, ps)] = P
     space_natural = bpp(Patcher("space"), x_ext[cal], None, cal)
     # the equivalence used above, checked on a sample of windows for every patcher
     chk = cal[:64]
@@ -287,8 +289,34 @@ def prepare(cfg: dict, work: Path, log=print) -> dict:
             "train_docs": len(tr_docs), "heldout_docs": len(va_docs), "robust_docs": [d["name"] for d in rb_docs],
             "train_stream_bytes": len(s_tr), "heldout_stream_bytes": len(s_va), "train_windows": n_w,
             "robust_texts": [d["text"] for d in rb_docs], "prep_seconds": round(time.time() - t0, 1)}
+    prep["premise"] = premise_numbers(s_va, e_va, patchers)
     atomic_write_json(work / "prep.json", prep)
     return prep
+
+
+PREMISE_LIFT = 1.5     # the premise holds when a high-entropy byte is a word start at least 1.5x as often as a byte is at all
+
+
+def premise_numbers(s: torch.Tensor, e: torch.Tensor, patchers: dict) -> dict:
+    """What entropy patching relies on, measured on the held-out stream: the bytes whose entropy exceeds the entropy arms'
+    thresholds (the bytes that would start a patch) start a word (a letter or digit after a space-like byte) far more
+    often than bytes do in general. `e[t]` is H(x_(t+1) | x_<=t), so byte t+1 is 'high-entropy' when e[t] > θ."""
+    from latent_lm.blt.patching import is_space_like
+    s = torch.as_tensor(s).long()
+    sp = is_space_like(s)
+    word_start = (~sp[1:]) & sp[:-1]                              # byte t+1 starts a word
+    real = s[1:] >= 4                                              # real bytes only (no BOS / EOS / padding ids)
+    base = float(word_start[real].float().mean())
+    out = {"heldout_bytes": int(real.sum()), "word_start_rate": base}
+    for name, P in sorted(patchers.items()):
+        if P["mode"] != "entropy": continue
+        hi = (e[:-1] > P["threshold"]) & real
+        frac = float(word_start[hi].float().mean()) if hi.any() else float("nan")
+        recall = float(hi[word_start & real].float().mean())
+        out[name] = {"threshold_nats": P["threshold"], "high_entropy_rate": float(hi[real].float().mean()),
+                     "word_start_rate_among_high_entropy": frac, "lift": frac / base if base > 0 else float("nan"),
+                     "high_entropy_rate_among_word_starts": recall}
+    return out
 
 
 # ------------------------------------------------------------------------------------------------------------- BLT jobs
@@ -320,7 +348,7 @@ def _stream_of(docs, em):
 
 def run_blt(arm: str, seed: int, cfg: dict, prep: dict, work: Path) -> dict:
     from latent_lm.core import set_seed
-    from latent_lm.prefs import adamw
+    from latent_lm.train import adamw
     from latent_lm.blt.model import BLT, BLTConfig, byte_loss_sums, flops_per_byte, save_blt
     from latent_lm.blt.patching import Patcher
     from latent_lm.blt.entropy import load_entropy_model
@@ -397,7 +425,7 @@ def _bpe_eval(model, u: torch.Tensor, blen: torch.Tensor, n_tok: int, batch: int
 def run_bpe(seed: int, cfg: dict, prep: dict, work: Path) -> dict:
     from transformers import AutoTokenizer
     from latent_lm.lm import tiny_lm
-    from latent_lm.prefs import adamw
+    from latent_lm.train import adamw
     from latent_lm.blt.model import bpe_flops_per_byte
     b = prep["bpe"]
     d = torch.load(work / "prep.pt", weights_only=True)
@@ -558,6 +586,12 @@ def _f(x, nd=3): return "–" if x is None else f"{x:.{nd}f}"
 
 
 def write_md(res: dict, path: Path):
+    Path(path).write_text(render_md(res))
+
+
+def render_md(res: dict) -> str:
+    "The results as Markdown (blt.md)."
+    from latent_lm.blt.patching import PATCH_MODES
     arms, setup = res["arms"], res["setup"]
     L = [f"# BLT: patching schemes at equal compute, BPE baseline, speed, robustness ({setup['mode']})", "",
          f"**Claim.** {res['claim']}", "", f"**Verdict: {res['verdict']}.**", "", f"Command: `{res['command']}`", "",
@@ -573,9 +607,8 @@ def write_md(res: dict, path: Path):
             tr, ev = f"{m['bytes_per_token_train']:.2f}/token", f"{m['bytes_per_token_heldout']:.2f}/token"
         else:
             p = setup["patchers"][a]
-            extra = {"static": f"stride {p['patch_size']}", "space": f"max_patch_length {p['max_patch_length']}",
-                     "entropy": f"θ = {_f(p['threshold'])} nats", "monotonic": f"θ_r = {_f(p['relative_threshold'])} nats",
-                     "random": f"p = {_f(p['p'], 4)}"}[p["mode"]]
+            knob = PATCH_MODES[p["mode"]].size_param or "max_patch_length"     # the setting that sets its size
+            extra = f"{knob} {p[knob]}" if isinstance(p[knob], int) else f"{knob} {_f(p[knob], 4)}"
             pat = f"{p['mode']} ({extra})"
             tr, ev = f"{m['bytes_per_patch_train']:.3f}", f"{m['bytes_per_patch_eval']:.3f} ± {m['bytes_per_patch_eval_std']:.3f}" if m['bytes_per_patch_eval_std'] > 5e-4 else f"{m['bytes_per_patch_eval']:.3f}"
         per = ", ".join(f"{r['bpb']:.3f}" for r in m["seeds"])
@@ -583,9 +616,17 @@ def write_md(res: dict, path: Path):
                  f"{m['train_flops_per_byte']:.3g} | {m['params']:,.0f} | {m['bytes_per_s']:,.0f} | {100 * m['mfu']:.1f}% |")
     L += ["", "## Verdict details (per patch size)", "", "| patch size | static − entropy | pooled std | entropy beats static | space − entropy | space close | static − entropy per seed |",
           "|---|---|---|---|---|---|---|"]
-    for ps, v in res["verdict_details"].items():
+    for ps, v in res["verdict_by_patch_size"].items():
         L.append(f"| ~{ps} | {v['static_minus_entropy']:+.4f} | {v['pooled_std']:.4f} | {v['entropy_beats_static']} | {v['space_minus_entropy']:+.4f} | "
                  f"{v['space_close']} | {', '.join(f'{d:+.4f}' for d in v['paired_static_minus_entropy_per_seed'])} |")
+    P = res["premise"]
+    L += ["", f"## Premise (holds: {P['holds']})", "", P["what"], "", "| entropy arm | threshold (nats) | high-entropy bytes | word starts among them | "
+          "word starts among all bytes | lift | high-entropy among word starts |", "|---|---|---|---|---|---|---|"]
+    for k, v in P["numbers"].items():
+        if isinstance(v, dict):
+            L.append(f"| {k} | {v['threshold_nats']:.3f} | {100 * v['high_entropy_rate']:.1f}% | {100 * v['word_start_rate_among_high_entropy']:.1f}% | "
+                     f"{100 * P['numbers']['word_start_rate']:.1f}% | x{v['lift']:.2f} | {100 * v['high_entropy_rate_among_word_starts']:.1f}% |")
+    L += ["", f"**Positive control** (shows: {res['positive_control']['shows']}): {res['positive_control']['what']}"]
     rob = [a for a in order if a in arms and "robust_clean_bpb" in arms[a]]
     if rob:
         L += ["", "## Robustness: BPB on noised held-out documents (mean ± std over seeds; in brackets: increase over clean)", "",
@@ -612,7 +653,7 @@ def write_md(res: dict, path: Path):
     L += ["", "## Setup", "", "```json", json.dumps({k: v for k, v in setup.items() if k not in ("patchers",)}, indent=1, default=str)[:6000], "```",
           "", "## Notes", "", res["notes"], "", "Figures: `blt_bpb.png` (BPB per arm with error bars at both patch sizes), "
           "`blt_robustness.png` (BPB on noised text), `blt_patch_sizes.png` (realised bytes per patch).", ""]
-    path.write_text("\n".join(L))
+    return "\n".join(L)
 
 
 def plot(res: dict, out_dir: Path) -> list[str]:
@@ -762,7 +803,6 @@ def build_results(cfg: dict, mode: str, prep: dict, results: list[dict], peaks: 
             if a in arms and st in arms:
                 mis_tr = max(mis_tr, abs(arms[a]["bytes_per_patch_train"] / arms[st]["bytes_per_patch_train"] - 1))
                 mis_ev = max(mis_ev, abs(arms[a]["bytes_per_patch_eval"] / arms[st]["bytes_per_patch_eval"] - 1))
-    import lightning, transformers
     setup = {"mode": mode, "model": {"kind": "BLT", **cfg["model"]}, "blt_params": prep["blt_params"],
              "blt_params_with_embeddings": prep["blt_params_with_embeddings"],
              "data": {"corpus": "latent_lm.blt.train.default_corpus() (pydoc_data English topics + stdlib .py sources), split_documents(heldout_fraction=0.05, seed=0)",
@@ -776,25 +816,45 @@ def build_results(cfg: dict, mode: str, prep: dict, results: list[dict], peaks: 
              "seeds": cfg["seeds"], "patch_sizes": cfg["patch_sizes"], "static_realised_bytes_per_patch": stat,
              "space_natural_bytes_per_patch": prep["space_natural"], "patchers": prep["patchers"], "entropy_model": prep["entropy_model"],
              "bpe": prep["bpe"], "max_rel_bytes_per_patch_mismatch_train": mis_tr, "max_rel_bytes_per_patch_mismatch_eval": mis_ev,
-             "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                         "torch": torch.__version__, "lightning": lightning.__version__, "transformers": transformers.__version__,
-                         "python": platform.python_version(), "workers": cfg["workers"], "threads_per_worker": 1,
-                         "load_average_at_start": peaks.get("loadavg"), "load_average_at_end": peaks.get("loadavg_end"),
-                         "matmul_peak_flops_1thread": peaks.get("one"), "matmul_peak_flops_all_threads": peaks.get("all"),
-                         "matmul_peak_all_threads_n": peaks.get("threads"),
-                         "matmul_peaks_start_end": {k: peaks.get(k) for k in ("one_start", "one_end", "all_start", "all_end")},
-                         "matmul_note": "float32 768x768 products, best of 5, measured by the main process before the workers start and after "
+             "machine": machine_info(workers=cfg["workers"], threads_per_worker=1,
+                         load_average_at_start=peaks.get("loadavg"), load_average_at_end=peaks.get("loadavg_end"),
+                         matmul_peak_flops_1thread=peaks.get("one"), matmul_peak_flops_all_threads=peaks.get("all"),
+                         matmul_peak_all_threads_n=peaks.get("threads"),
+                         matmul_peaks_start_end={k: peaks.get(k) for k in ("one_start", "one_end", "all_start", "all_end")},
+                         matmul_note="float32 768x768 products, best of 5, measured by the main process before the workers start and after "
                                         "they finish (the workers measure their own 1-thread peak around each arm, 512x512, for MFU). On a "
                                         "shared machine the all-threads figure can be below the 1-thread one: a multi-threaded product "
-                                        "waits for its slowest thread, and the other core is busy with other work."},
+                                        "waits for its slowest thread, and the other core is busy with other work."),
              "mfu_definition": "paper-accounting training FLOPs per byte (3 x forward; embeddings 0; entropy model excluded) x bytes/s, "
                                "divided by the float32 matmul FLOP/s measured on 1 thread in the same worker right before and after the arm",
              "wall_seconds": round(wall_s, 1), "wall_seconds_note": "all invocations that ran jobs (a resumed run adds up its parts)",
              "prep_seconds": prep.get("prep_seconds"),
              "job_seconds_total": round(sum(r.get("job_seconds", 0) for r in results), 1)}
-    res = {"claim": CLAIM, "command": command, "setup": setup, "arms": arms, "verdict": v, "verdict_details": det,
-           "notes": make_notes(arms, det, setup, v)}
+    pr = prep["premise"]
+    ent = {k: v for k, v in pr.items() if isinstance(v, dict)}
+    premise = {"what": "Entropy patching puts patch starts where the next byte is hard to predict, assuming those are the meaningful "
+                       "boundaries (paper section 2.3, Figure 4: entropy spikes at the start of words). Measured on the held-out stream with "
+                       "the arms' n-gram entropy model: among the bytes whose entropy exceeds an entropy arm's threshold (the bytes that start "
+                       "its patches), the fraction that start a word (a letter or digit after a space-like byte), against that fraction among "
+                       f"all bytes. Holds when the lift is at least {PREMISE_LIFT} for every entropy arm.",
+               "numbers": pr, "holds": bool(ent) and all(v["lift"] >= PREMISE_LIFT for v in ent.values())}
+    positive_control = {"what": "A regime where content boundaries must win within the budget (e.g. text whose next byte is "
+                                "deterministic except at marked segment starts) is not built yet (issue 18 will build one).",
+                        "numbers": {}, "shows": None}
+    res = {"claim": CLAIM, "command": command, "setup": setup, "arms": arms, "verdict": v, "premise": premise,
+           "positive_control": positive_control, "notes": make_notes(arms, det, setup, v) + " " + premise_note(premise),
+           "verdict_by_patch_size": det}
     return res
+
+
+def premise_note(premise: dict) -> str:
+    ent = {k: v for k, v in premise["numbers"].items() if isinstance(v, dict)}
+    if not ent: return "Premise: not measured (no entropy arm)."
+    return ("Premise: " + "; ".join(f"{k}: {100 * v['word_start_rate_among_high_entropy']:.0f}% of its high-entropy bytes start a word against "
+                                     f"{100 * premise['numbers']['word_start_rate']:.0f}% of all bytes (lift x{v['lift']:.2f}; "
+                                     f"{100 * v['high_entropy_rate_among_word_starts']:.0f}% of word starts are high-entropy)" for k, v in ent.items())
+            + f"; it {'holds' if premise['holds'] else 'does not hold'} by the rule (lift >= {PREMISE_LIFT}). No positive control yet: "
+            "a regime built so that entropy boundaries must beat static ones within this budget is left to issue 18.")
 
 
 # ------------------------------------------------------------------------------------------------------------- main
@@ -875,8 +935,7 @@ def main(argv=None):
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     res["setup"]["figures"] = plot(res, out)
     res["setup"]["figures"] = [str(Path(f).relative_to(ROOT)) if str(f).startswith(str(ROOT)) else f for f in res["setup"]["figures"]]
-    atomic_write_json(out / "blt.json", res)
-    write_md(res, out / "blt.md")
+    write_results("blt", res, render_md(res), out)
     print(f"[blt bench] verdict: {res['verdict']}; wrote {out / 'blt.json'}, blt.md and figures in {time.time() - t0:.0f}s", flush=True)
     return 0
 

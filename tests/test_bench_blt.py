@@ -77,10 +77,29 @@ def test_smoke_jobs(bench, tmp_path):
     gen = bench.run_job("generation:0", cfg, prep, tmp_path)
     assert gen["by_length"]["12"]["identical"] is True
     out = bench.build_results(cfg, "smoke", prep, res + [gen], {"one": 1e9, "all": 2e9, "threads": 2}, 1.0, "python bench/blt.py --smoke")
-    assert set(out) >= {"claim", "command", "setup", "arms", "verdict", "notes"}
+    import importlib
+    assert list(out)[:8] == ["claim", "command", "setup", "arms", "verdict", "premise", "positive_control", "notes"]
+    assert "verdict_details" not in out and "cpu_count" not in out["setup"]["machine"]
+    importlib.import_module("_common").check_results(out)                      # the shared schema (bench/_common.py)
+    pr = out["premise"]["numbers"]["entropy_ps4"]
+    assert 0 <= pr["word_start_rate_among_high_entropy"] <= 1 and pr["lift"] == pytest.approx(pr["word_start_rate_among_high_entropy"] / out["premise"]["numbers"]["word_start_rate"])
+    assert out["premise"]["holds"] in (True, False) and out["positive_control"]["shows"] is None
     assert out["verdict"] in ("reproduced", "partial", "not reproduced")
     assert "generation_12B" in out["arms"] and out["arms"]["bpe"]["seeds"][0]["seed"] == 0
     bench.write_md(out, tmp_path / "blt.md")
     assert "| entropy_ps4 |" in (tmp_path / "blt.md").read_text()
     # a finished job is skipped on rerun: its result file is what the worker checks
     assert bench.result_path(tmp_path, "bpe:0").name == "bpe__s0.json"
+
+
+def test_premise_numbers_by_hand(bench):
+    "The premise on 'ab cd ef': word starts a, c, e (3 of 8 real bytes); high entropy before b, c and e (2 of those 3 start words)."
+    from latent_lm.blt.tokenizer import ByteTokenizer
+    s = torch.tensor(ByteTokenizer().encode("ab cd ef"))              # BOS a b ' ' c d ' ' e f EOS
+    e = torch.zeros(len(s)); e[[1, 3, 6]] = 5.0                       # e[t] is about byte t+1: b, c, e
+    out = bench.premise_numbers(s, e, {"entropy_ps4": {"mode": "entropy", "threshold": 1.0}, "static_ps4": {"mode": "static"}})
+    assert out["heldout_bytes"] == 8 and out["word_start_rate"] == pytest.approx(3 / 8)
+    p = out["entropy_ps4"]
+    assert p["high_entropy_rate"] == pytest.approx(3 / 8) and p["word_start_rate_among_high_entropy"] == pytest.approx(2 / 3)
+    assert p["lift"] == pytest.approx(16 / 9) and p["high_entropy_rate_among_word_starts"] == pytest.approx(2 / 3)
+    assert "static_ps4" not in out

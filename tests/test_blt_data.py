@@ -167,18 +167,18 @@ def test_data_module_batches(tmp_path):
         if patching != "space": assert abs(dm.stats["bytes_per_patch_train"] - 5.0) < 0.6, (patching, dm.stats)
 
 
-def test_cli_patch_bad_inputs(tmp_path, capsys):
+def test_patch_command_odd_inputs(tmp_path, capsys):
     os.environ["LATENT_LM_CACHE"] = str(tmp_path / "cache")
-    from latent_lm.blt.train import cli_patch
-    assert cli_patch(["", "--mode", "space", "--color", "never"]) == 0
+    from latent_lm.blt.app import patch
+    assert patch("", mode="space", color="never") == 0
     assert "empty" in capsys.readouterr().out
     (tmp_path / "bin").write_bytes(b"\x80\x81 ok \xff")
-    assert cli_patch(["--file", str(tmp_path / "bin"), "--threshold", "2.0", "--out", str(tmp_path / "o"), "--color", "never"]) == 0
+    assert patch(file=str(tmp_path / "bin"), threshold=2.0, out=str(tmp_path / "o"), color="never") == 0
     j = json.loads((tmp_path / "o" / "patches.json").read_text())
     assert sum(j["lengths"]) == 9 and any("not valid UTF-8" in n for n in j["notes"])
-    assert cli_patch(["abc" * 100, "--mode", "byte", "--max-bytes", "10", "--color", "never"]) == 0
+    assert patch("abc" * 100, mode="byte", max_bytes=10, color="never") == 0
     assert "patched the first 10" in capsys.readouterr().out
     with pytest.raises(LatentLMError, match="Give a text"):
-        cli_patch([])
-    with pytest.raises(LatentLMError, match="No such file"):
-        cli_patch(["--file", str(tmp_path / "missing")])
+        patch()
+    with pytest.raises(LatentLMError, match="file not found"):
+        patch(file=str(tmp_path / "missing"))

@@ -217,20 +217,19 @@ def test_bpb_of_untrained_model_is_near_uniform():
 
 # --- command line -------------------------------------------------------------------------------------------------------
 
-def test_cli_generate_from_a_bundle_cached_equals_recompute(em, tmp_path, capsys):
+def test_generate_command_from_a_bundle_cached_equals_recompute(em, tmp_path, capsys):
     import json
-    from latent_lm.blt.generate import cli_generate
+    from latent_lm.blt.app import generate as generate_cmd
     from latent_lm.blt.train import save_blt_bundle
     model = make_blt()
     save_blt_bundle(tmp_path / "blt_bundle", model, em, _patchers(em)["entropy"])
     outs = {}
     for method in ("cached", "recompute"):
         out = tmp_path / f"{method}.jsonl"
-        assert cli_generate(["--model", str(tmp_path), "The cat", "Hi there", "--max-new-bytes", "16", "--method", method,
-                             "--out", str(out)]) == 0
+        assert generate_cmd(str(tmp_path), ["The cat", "Hi there"], max_new_bytes=16, method=method, out=str(out)) == 0
         outs[method] = [json.loads(l)["completion"] for l in out.read_text().splitlines()]
     assert outs["cached"] == outs["recompute"] and len(outs["cached"]) == 2
-    assert cli_generate(["--model", str(tmp_path / "blt_bundle" / "blt.pt"), "--mode", "space", "abc", "--max-new-bytes", "4"]) == 0
+    assert generate_cmd(str(tmp_path / "blt_bundle" / "blt.pt"), ["abc"], mode="space", max_new_bytes=4) == 0
     assert "abc\u2502" in capsys.readouterr().out
     with pytest.raises(LatentLMError, match="no saved patcher"):
-        cli_generate(["--model", str(tmp_path / "blt_bundle" / "blt.pt"), "abc"])
+        generate_cmd(str(tmp_path / "blt_bundle" / "blt.pt"), ["abc"])

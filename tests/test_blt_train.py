@@ -8,7 +8,10 @@ import yaml
 import lightning as L
 from latent_lm.blt.entropy import EntropyLMModule, load_entropy_model
 from latent_lm.blt.model import BLTConfig
-from latent_lm.blt.train import BLTDataModule, BLTModule, load_blt_bundle, cli_fit, cli_fit_entropy
+from latent_lm.blt.train import BLTDataModule, BLTModule, load_blt_bundle
+from latent_lm.registry import load_object
+from latent_lm.train import lightning_main, make_trainer
+from latent_lm.blt.app import BLT_METHOD
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs" / "blt"
@@ -17,9 +20,8 @@ TINY_BLT = dict(dim_encoder=32, dim_global=64, dim_decoder=32, n_layers_global=1
 
 
 def _trainer(root, steps, **kw):
-    return L.Trainer(accelerator="cpu", devices=1, max_steps=steps, default_root_dir=str(root), enable_progress_bar=False,
-                     enable_model_summary=False, logger=False, enable_checkpointing=False, gradient_clip_val=1.0,
-                     limit_val_batches=2, **kw)
+    return make_trainer(accelerator="cpu", devices=1, max_steps=steps, default_root_dir=str(root), logger=False,
+                        enable_checkpointing=False, gradient_clip_val=1.0, limit_val_batches=2, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -67,20 +69,31 @@ def test_blt_module_fit_and_bundle(tmp_path, dm):
     assert m2.model.config == m.model.config
 
 
+def _lightning(verb: str, argv: list[str]) -> int:
+    "Run a BLT Lightning verb the way the CLI does: the registry's classes through `latent_lm.train.lightning_main`."
+    v = BLT_METHOD.all_verbs()[verb]
+    return lightning_main(load_object(v.model), load_object(v.data), [v.subcommand, *argv])
+
+
 def test_tiny_configs_run_cut_down(tmp_path):
     out = tmp_path / "blt"
-    cli_fit(["fit", "--config", str(CONFIGS / "tiny.yaml"), "--trainer.max_steps=2", "--trainer.val_check_interval=2",
-             "--trainer.limit_val_batches=1", f"--trainer.default_root_dir={out}", f"--trainer.logger.init_args.save_dir={out}",
-             "--data.max_bytes=40000", "--data.max_heldout_bytes=6000", "--data.entropy_steps=3", "--data.seq_len=64",
-             "--trainer.enable_progress_bar=false"])
+    assert _lightning("fit", ["--config", str(CONFIGS / "tiny.yaml"), "--trainer.max_steps=2", "--trainer.val_check_interval=2",
+                              "--trainer.limit_val_batches=1", f"--trainer.default_root_dir={out}", "--data.max_bytes=40000",
+                              "--data.max_heldout_bytes=6000", "--data.entropy_steps=3", "--data.seq_len=64",
+                              "--trainer.enable_progress_bar=false"]) == 0
     assert (out / "config.yaml").exists() and (out / "metrics.csv").exists() and (out / "blt_bundle" / "blt.pt").exists()
     assert load_blt_bundle(out)["entropy_model"].kind == "transformer"
+    assert (out / "blt_data").is_dir()                    # the entropy model was trained by the data module, inside the run folder
     out = tmp_path / "ent"
-    cli_fit_entropy(["fit", "--config", str(CONFIGS / "entropy_tiny.yaml"), "--trainer.max_steps=2", "--trainer.val_check_interval=2",
-                     "--trainer.limit_val_batches=1", f"--trainer.default_root_dir={out}", f"--trainer.logger.init_args.save_dir={out}",
-                     "--data.max_bytes=40000", "--data.max_heldout_bytes=6000", "--data.seq_len=64", "--trainer.enable_progress_bar=false"])
+    assert _lightning("fit-entropy", ["--config", str(CONFIGS / "entropy_tiny.yaml"), "--trainer.max_steps=2",
+                                      "--trainer.val_check_interval=2", "--trainer.limit_val_batches=1",
+                                      f"--trainer.default_root_dir={out}", "--data.max_bytes=40000", "--data.max_heldout_bytes=6000",
+                                      "--data.seq_len=64", "--trainer.enable_progress_bar=false"]) == 0
     ck = sorted(out.rglob("*.ckpt"))
     assert ck and load_entropy_model(ck[-1]).kind == "transformer"
+    assert _lightning("validate-entropy", ["--config", str(CONFIGS / "entropy_tiny.yaml"), f"--trainer.default_root_dir={out}",
+                                           "--trainer.limit_val_batches=1", "--data.max_bytes=40000", "--data.max_heldout_bytes=6000",
+                                           "--data.seq_len=64", "--trainer.enable_progress_bar=false"]) == 0
 
 
 def test_paper_config_matches_the_classes():

@@ -13,42 +13,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from ..core import LatentLMError, check, progress
-from .tokenizer import BOE_ID, BOS_ID, EOS_ID, OFFSET, VOCAB_SIZE, ByteTokenizer, document_ids, bits_per_byte
+from .tokenizer import BOE_ID, BOS_ID, EOS_ID, OFFSET, VOCAB_SIZE, ByteTokenizer, document_ids, bits_per_byte, read_saved, load_state
+from .blocks import RMSNorm, rope, SwiGLU, Block, LocalKVCache
+
 
 # %% auto #0
-__all__ = ['RMSNorm', 'rope', 'SwiGLU', 'local_mask', 'local_attention', 'EntropyModelConfig', 'EntropyCache', 'EntropyModel',
+__all__ = ['local_mask', 'local_attention', 'LocalWindow', 'EntropyModelConfig', 'EntropyCache', 'EntropyModel',
            'entropy_from_logits', 'entropies', 'stream_entropies', 'NgramEntropyModel', 'lm_loss_sum',
            'build_entropy_model', 'EntropyLMModule', 'save_entropy_model', 'load_entropy_model']
-
-# %% ../../nbs/11_blt_entropy.ipynb #d5880758
-class RMSNorm(nn.Module):
-    "Root-mean-square layer norm (no mean subtraction, no bias), computed in float32."
-    def __init__(self, dim: int, eps: float = 1e-5):
-        super().__init__()
-        self.eps, self.weight = eps, nn.Parameter(torch.ones(dim))
-    def forward(self, x):
-        xf = x.float()
-        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)).type_as(x) * self.weight
-
-def rope(x: torch.Tensor, pos: torch.Tensor, theta: float = 10000.0) -> torch.Tensor:
-    "Rotate interleaved pairs (x[2i], x[2i+1]) of `x` [..., T, hd] by angle pos·theta^(-2i/hd); `pos` [T] or [B, T]."
-    hd = x.shape[-1]
-    check(hd % 2 == 0, f"RoPE needs an even head dimension, got {hd}.")
-    inv = theta ** (-torch.arange(0, hd, 2, device=x.device, dtype=torch.float32) / hd)
-    ang = pos.to(torch.float32)[..., None] * inv                       # [T, hd/2] or [B, T, hd/2]
-    if ang.dim() == 3: ang = ang[:, None]                             # broadcast over heads
-    cos, sin = ang.cos(), ang.sin()
-    xp = x.float().reshape(*x.shape[:-1], hd // 2, 2)
-    a, b = xp[..., 0], xp[..., 1]
-    out = torch.stack((a * cos - b * sin, a * sin + b * cos), dim=-1)
-    return out.reshape(x.shape).type_as(x)
-
-class SwiGLU(nn.Module):
-    "w2(silu(w1 x) * w3 x)."
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.w1, self.w3, self.w2 = nn.Linear(dim, hidden, bias=False), nn.Linear(dim, hidden, bias=False), nn.Linear(hidden, dim, bias=False)
-    def forward(self, x): return self.w2(F.silu(self.w1(x)) * self.w3(x))
 
 # %% ../../nbs/11_blt_entropy.ipynb #8faa2d65
 def local_mask(doc: torch.Tensor, window: int | None, q_pos: torch.Tensor | None = None, k_pos: torch.Tensor | None = None) -> torch.Tensor:
@@ -75,6 +47,14 @@ def local_attention(q, k, v, doc: torch.Tensor, window: int | None, block: int |
         m = local_mask(doc, window, qp, kp)[:, None]
         outs.append(F.scaled_dot_product_attention(q[:, :, s:e], k[:, :, ks:e], v[:, :, ks:e], attn_mask=m))
     return torch.cat(outs, dim=2)
+
+@dataclass
+class LocalWindow:
+    "Structured mask for `blocks.Block`: causal, within `window` bytes, same document; computed by `local_attention`."
+    doc: torch.Tensor             # [B, T] document ids
+    window: int | None
+    def attend(self, q, k, v): return local_attention(q, k, v, self.doc, self.window)
+
 
 # %% ../../nbs/11_blt_entropy.ipynb #7762f195
 @dataclass
@@ -103,46 +83,11 @@ class EntropyModelConfig:
 # %% ../../nbs/11_blt_entropy.ipynb #1bfe59b6
 @dataclass
 class EntropyCache:
-    "Sliding-window KV cache of `EntropyModel.step` (one ring buffer of `window` slots per layer)."
-    k: list
-    v: list
-    key_pos: torch.Tensor     # [W] absolute position held by each slot (-1 = empty); the same for every row
-    key_doc: torch.Tensor     # [B, W] document id of each slot
+    "State of `EntropyModel.step`: the layers' sliding-window KV cache (`blocks.LocalKVCache`) and each row's document."
+    kv: LocalKVCache
     doc: torch.Tensor         # [B] document id of the last byte
     last: torch.Tensor        # [B] the last byte
     pos: int = 0              # position of the next byte
-
-class _Attention(nn.Module):
-    def __init__(self, c: EntropyModelConfig):
-        super().__init__()
-        self.c, self.hd = c, c.dim // c.n_heads
-        self.wq, self.wk, self.wv, self.wo = (nn.Linear(c.dim, c.dim, bias=False) for _ in range(4))
-    def _qkv(self, x, pos):
-        B, T, _ = x.shape
-        sh = lambda t: t.view(B, T, self.c.n_heads, self.hd).transpose(1, 2)
-        q, k, v = sh(self.wq(x)), sh(self.wk(x)), sh(self.wv(x))
-        return rope(q, pos, self.c.rope_theta), rope(k, pos, self.c.rope_theta), v
-    def forward(self, x, pos, doc):
-        q, k, v = self._qkv(x, pos)
-        o = local_attention(q, k, v, doc, self.c.window)
-        return self.wo(o.transpose(1, 2).reshape(x.shape))
-    def step(self, x, pos, kc, vc, slot, valid):
-        q, k, v = self._qkv(x, torch.tensor([pos], device=x.device))
-        kc[:, :, slot], vc[:, :, slot] = k[:, :, 0], v[:, :, 0]
-        o = F.scaled_dot_product_attention(q, kc, vc, attn_mask=valid[:, None, None, :])
-        return self.wo(o.transpose(1, 2).reshape(x.shape))
-
-class _Block(nn.Module):
-    def __init__(self, c: EntropyModelConfig):
-        super().__init__()
-        self.attn_norm, self.attn = RMSNorm(c.dim, c.norm_eps), _Attention(c)
-        self.ffn_norm, self.ffn = RMSNorm(c.dim, c.norm_eps), SwiGLU(c.dim, c.ffn_hidden)
-    def forward(self, x, pos, doc):
-        x = x + self.attn(self.attn_norm(x), pos, doc)
-        return x + self.ffn(self.ffn_norm(x))
-    def step(self, x, pos, kc, vc, slot, valid):
-        x = x + self.attn.step(self.attn_norm(x), pos, kc, vc, slot, valid)
-        return x + self.ffn(self.ffn_norm(x))
 
 class EntropyModel(nn.Module):
     "Small causal byte transformer (RMSNorm, SwiGLU, RoPE, sliding-window document-masked attention, untied head)."
@@ -151,7 +96,7 @@ class EntropyModel(nn.Module):
         super().__init__()
         self.config = c = config if config is not None else EntropyModelConfig(**kw)
         self.tok_embeddings = nn.Embedding(c.vocab_size, c.dim)
-        self.layers = nn.ModuleList(_Block(c) for _ in range(c.n_layers))
+        self.layers = nn.ModuleList(Block(c.dim, c.n_heads, c.ffn_hidden, c.rope_theta, c.norm_eps) for _ in range(c.n_layers))
         self.norm = RMSNorm(c.dim, c.norm_eps)
         self.output = nn.Linear(c.dim, c.vocab_size, bias=False)
         self.reset_parameters()
@@ -175,21 +120,17 @@ class EntropyModel(nn.Module):
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         "Next-byte logits [B, T, 260]; every row is its own sequence (right padding is safe: it is never attended to)."
         self._check(tokens)
-        pos, doc = torch.arange(tokens.shape[1], device=tokens.device), document_ids(tokens)
+        pos, mask = torch.arange(tokens.shape[1], device=tokens.device), LocalWindow(document_ids(tokens), self.config.window)
         h = self.tok_embeddings(tokens)
-        for layer in self.layers: h = layer(h, pos, doc)
+        for layer in self.layers: h = layer(h, pos, mask)
         return self.output(self.norm(h))
 
     def init_cache(self, batch_size: int, device=None, dtype=None) -> EntropyCache:
         "An empty sliding-window KV cache for `batch_size` sequences."
         c, p = self.config, next(self.parameters())
         device, dtype = device or p.device, dtype or p.dtype
-        shape = (batch_size, c.n_heads, c.window, c.dim // c.n_heads)
-        return EntropyCache(k=[torch.zeros(shape, device=device, dtype=dtype) for _ in range(c.n_layers)],
-                            v=[torch.zeros(shape, device=device, dtype=dtype) for _ in range(c.n_layers)],
-                            key_pos=torch.full((c.window,), -1, dtype=torch.long, device=device),
-                            key_doc=torch.full((batch_size, c.window), -1, dtype=torch.long, device=device),
-                            doc=torch.zeros(batch_size, dtype=torch.long, device=device),
+        kv = LocalKVCache(c.n_layers, batch_size, c.n_heads, c.window, c.dim // c.n_heads, torch.empty(0, device=device, dtype=dtype))
+        return EntropyCache(kv=kv, doc=torch.zeros(batch_size, dtype=torch.long, device=device),
                             last=torch.full((batch_size,), -1, dtype=torch.long, device=device))
 
     def step(self, tokens: torch.Tensor, cache: EntropyCache) -> tuple[torch.Tensor, EntropyCache]:
@@ -197,14 +138,12 @@ class EntropyModel(nn.Module):
         tokens = torch.as_tensor(tokens, device=cache.doc.device).long().view(-1)
         check(tokens.shape[0] == cache.doc.shape[0], f"step got {tokens.shape[0]} tokens for a cache of batch size {cache.doc.shape[0]}.")
         self._check(tokens[:, None])
-        t, W = cache.pos, self.config.window
+        t = cache.pos
         if t > 0: cache.doc = cache.doc + ((tokens == BOS_ID) | (cache.last == EOS_ID)).long()
-        slot = t % W
-        cache.key_pos[slot] = t
-        cache.key_doc[:, slot] = cache.doc
-        valid = (cache.key_pos >= 0)[None, :] & (cache.key_doc == cache.doc[:, None])
+        cache.kv.advance(cache.doc)                  # the slot of byte t and the mask of its query (window, document)
+        pos = torch.tensor([t], device=tokens.device)
         h = self.tok_embeddings(tokens)[:, None]
-        for i, layer in enumerate(self.layers): h = layer.step(h, t, cache.k[i], cache.v[i], slot, valid)
+        for i, layer in enumerate(self.layers): h = layer(h, pos, cache=cache.kv.layer(i))
         cache.last, cache.pos = tokens, t + 1
         return self.output(self.norm(h))[:, 0], cache
 
@@ -355,7 +294,7 @@ class NgramEntropyModel(nn.Module):
 
 # %% ../../nbs/11_blt_entropy.ipynb #4056c647
 import lightning as L
-from ..prefs import adamw
+from ..train import adamw
 
 def lm_loss_sum(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     "Summed next-byte cross-entropy (nats, float32) over targets >= 0, and the number of such targets."
@@ -432,9 +371,8 @@ def save_entropy_model(model: nn.Module, path) -> Path:
 def load_entropy_model(path, device=None) -> nn.Module:
     "Load what `save_entropy_model` wrote, or an `EntropyLMModule` Lightning checkpoint (.ckpt); returned in eval mode."
     path = Path(path)
-    check(path.exists(), f"No entropy model at {path}: train one with `EntropyLMModule` (latent-lm blt fit-entropy) or pass 'ngram'.")
-    obj = torch.load(path, map_location="cpu", weights_only=True)
-    if "kind" in obj:
+    obj = read_saved(path, "entropy model", "Train one with `EntropyLMModule` (latent-lm blt fit-entropy) or use 'ngram'.")
+    if "kind" in obj and "config" in obj and "state_dict" in obj:
         kind, cfg, sd = obj["kind"], obj["config"], obj["state_dict"]
     elif "hyper_parameters" in obj:
         h = obj["hyper_parameters"]; kind = h.get("kind", "transformer")
@@ -443,6 +381,8 @@ def load_entropy_model(path, device=None) -> nn.Module:
         sd = {k[len("model."):]: v for k, v in obj["state_dict"].items() if k.startswith("model.")}
     else:
         raise LatentLMError(f"{path} is neither a saved entropy model nor an EntropyLMModule checkpoint.")
-    model = build_entropy_model(kind, **cfg)
-    model.load_state_dict(sd)
+    check(kind in ("transformer", "ngram") and isinstance(cfg, dict), f"{path}: unknown entropy model kind {kind!r} or config; the file is damaged.")
+    try: model = build_entropy_model(kind, **cfg)
+    except TypeError as e: raise LatentLMError(f"{path}: its config does not describe an entropy model ({e}); the file is damaged.") from None
+    load_state(model, sd, path, "entropy model")
     return model.to(device or "cpu").eval()

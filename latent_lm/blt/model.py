@@ -12,14 +12,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from ..core import LatentLMError, check
-from .tokenizer import BOE_ID, BOS_ID, EOS_ID, OFFSET, VOCAB_SIZE, document_ids, bits_per_byte
+from .tokenizer import BOE_ID, BOS_ID, EOS_ID, OFFSET, VOCAB_SIZE, document_ids, bits_per_byte, read_saved, load_state
+from .blocks import RMSNorm, rope, SelfAttention, SwiGLU, Block, CrossAttention
+
 
 # %% auto #0
-__all__ = ['HASH_PRIMES', 'BLTConfig', 'RMSNorm', 'rope', 'SelfAttention', 'SwiGLU', 'Block', 'CrossAttention', 'hash_prime',
-           'ngram_windows', 'HashNgramEmbedding', 'patch_starts', 'decoder_patch_index', 'local_causal_mask',
-           'encoder_cross_mask', 'global_causal_mask', 'decoder_cross_mask', 'patch_documents', 'LocalEncoder',
-           'GlobalTransformer', 'LocalDecoder', 'BLT', 'max_future_leak', 'byte_loss_sums', 'next_byte_loss',
-           'model_bits_per_byte', 'attention_flops', 'qkvo_flops', 'ffn_flops', 'deembedding_flops',
+__all__ = ['HASH_PRIMES', 'BLTConfig', 'hash_prime', 'ngram_windows', 'HashNgramEmbedding', 'patch_starts', 'decoder_patch_index',
+           'local_causal_mask', 'encoder_cross_mask', 'global_causal_mask', 'decoder_cross_mask', 'patch_documents',
+           'LocalEncoder', 'GlobalTransformer', 'LocalDecoder', 'BLT', 'max_future_leak', 'byte_loss_sums',
+           'next_byte_loss', 'model_bits_per_byte', 'attention_flops', 'qkvo_flops', 'ffn_flops', 'deembedding_flops',
            'cross_attention_flops', 'transformer_flops', 'flops_per_byte', 'bpe_flops_per_byte', 'save_blt', 'load_blt']
 
 # %% ../../nbs/13_blt_model.ipynb #92dad888
@@ -70,86 +71,6 @@ class BLTConfig:
         return 8 * math.ceil(self.ffn_mult * dim / 8 - 1e-9)
 
     def to_dict(self) -> dict: return asdict(self)
-
-# %% ../../nbs/13_blt_model.ipynb #4a3c0f41
-class RMSNorm(nn.Module):
-    "Root-mean-square layer norm with a learned gain."
-    def __init__(self, dim: int, eps: float = 1e-5):
-        super().__init__(); self.eps = eps; self.weight = nn.Parameter(torch.ones(dim))
-    def forward(self, x): return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
-
-_FREQS: dict = {}
-def _rope_freqs(d, theta, device):
-    key = (d, float(theta), str(device))
-    if key not in _FREQS: _FREQS[key] = theta ** (-torch.arange(0, d, 2, dtype=torch.float64, device=device) / d)
-    return _FREQS[key]
-
-def rope(x: torch.Tensor, pos: torch.Tensor, theta: float) -> torch.Tensor:
-    "Rotate interleaved pairs of `x` [B, H, T, d] by angle pos·θ^(-2m/d); `pos` is [T] or [B, T] (any integers)."
-    freqs = _rope_freqs(x.shape[-1], theta, x.device)
-    ang = pos.to(torch.float64)[..., None] * freqs                 # [.., T, d/2], float64 so large positions stay exact
-    if ang.dim() == 3: ang = ang[:, None]                           # [B, 1, T, d/2]
-    cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
-    x0, x1 = x[..., 0::2], x[..., 1::2]
-    return torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), -1).flatten(-2)
-
-def _attend(q, k, v, mask):
-    "SDPA with a boolean mask; query rows that may see nothing get a zero output instead of NaN."
-    if mask is None: return F.scaled_dot_product_attention(q, k, v)
-    seen = mask.any(-1, keepdim=True)
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask | ~seen)
-    return out * seen.to(out.dtype)
-
-class SelfAttention(nn.Module):
-    "Multi-head self-attention with RoPE; `qkv` and `attend` are separate so a KV cache can sit between them."
-    def __init__(self, dim: int, n_heads: int, rope_theta: float):
-        super().__init__()
-        self.n_heads, self.head_dim, self.rope_theta = n_heads, dim // n_heads, rope_theta
-        self.wq, self.wk, self.wv, self.wo = (nn.Linear(dim, dim, bias=False) for _ in range(4))
-    def _split(self, x): return x.view(*x.shape[:2], self.n_heads, self.head_dim).transpose(1, 2)
-    def qkv(self, x, pos):
-        q, k, v = self._split(self.wq(x)), self._split(self.wk(x)), self._split(self.wv(x))
-        return rope(q, pos, self.rope_theta), rope(k, pos, self.rope_theta), v
-    def attend(self, q, k, v, mask):
-        out = _attend(q, k, v, mask)
-        return self.wo(out.transpose(1, 2).flatten(2))
-
-class SwiGLU(nn.Module):
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.w1, self.w3 = nn.Linear(dim, hidden, bias=False), nn.Linear(dim, hidden, bias=False)
-        self.w2 = nn.Linear(hidden, dim, bias=False)
-    def forward(self, x): return self.w2(F.silu(self.w1(x)) * self.w3(x))
-
-class Block(nn.Module):
-    "Pre-norm transformer block. `cache.update(k, v) -> (k_all, v_all, mask)` replaces the given mask when present."
-    def __init__(self, dim: int, n_heads: int, hidden: int, rope_theta: float, eps: float):
-        super().__init__()
-        self.attn_norm, self.attn = RMSNorm(dim, eps), SelfAttention(dim, n_heads, rope_theta)
-        self.ffn_norm, self.ffn = RMSNorm(dim, eps), SwiGLU(dim, hidden)
-    def forward(self, x, pos, mask=None, cache=None):
-        q, k, v = self.attn.qkv(self.attn_norm(x), pos)
-        if cache is not None: k, v, mask = cache.update(k, v)
-        x = x + self.attn.attend(q, k, v, mask)
-        return x + self.ffn(self.ffn_norm(x))
-
-class CrossAttention(nn.Module):
-    "Cross-attention without positions: RMSNorm on queries and on keys/values (paper §3.2.2). Returns the update only."
-    def __init__(self, dim: int, dim_kv: int, n_heads: int, eps: float):
-        super().__init__()
-        self.n_heads, self.head_dim = n_heads, dim // n_heads
-        self.norm_q, self.norm_kv = RMSNorm(dim, eps), RMSNorm(dim_kv, eps)
-        self.wq, self.wo = nn.Linear(dim, dim, bias=False), nn.Linear(dim, dim, bias=False)
-        self.wk, self.wv = nn.Linear(dim_kv, dim, bias=False), nn.Linear(dim_kv, dim, bias=False)
-    def _split(self, x): return x.view(*x.shape[:2], self.n_heads, self.head_dim).transpose(1, 2)
-    def kv(self, kv_in):
-        "Keys and values [B, H, S, d] of the memory `kv_in` [B, S, dim_kv] (cacheable: they do not depend on the queries)."
-        kv_in = self.norm_kv(kv_in)
-        return self._split(self.wk(kv_in)), self._split(self.wv(kv_in))
-    def attend(self, x, k, v, mask):
-        out = _attend(self._split(self.wq(self.norm_q(x))), k, v, mask)
-        return self.wo(out.transpose(1, 2).flatten(2))
-    def forward(self, x, kv_in, mask): return self.attend(x, *self.kv(kv_in), mask)
 
 # %% ../../nbs/13_blt_model.ipynb #10d16a8f
 HASH_PRIMES = (1000000007, 5915587277, 1500450271, 3267000013, 5754853343)
@@ -496,8 +417,7 @@ def load_blt(path, device=None) -> BLT:
         cands = [path / "blt.pt", path / "blt_bundle" / "blt.pt"]
         check(any(c.exists() for c in cands), f"{path} is a folder without blt.pt: give the bundle folder `latent-lm blt fit` wrote.")
         path = next(c for c in cands if c.exists())
-    check(path.exists(), f"No BLT model at {path}: train one (latent-lm blt fit) or save one with save_blt.")
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    obj = read_saved(path, "BLT model", "Train one (latent-lm blt fit) or save one with save_blt.")
     fields = set(BLTConfig.__dataclass_fields__)
     if isinstance(obj, dict) and "hyper_parameters" in obj and "state_dict" in obj:
         h = obj["hyper_parameters"]
@@ -507,6 +427,6 @@ def load_blt(path, device=None) -> BLT:
         check(sd, f"{path} is a Lightning checkpoint without `model.*` weights; was it written by the BLT training module?")
     elif isinstance(obj, dict) and "config" in obj and "state_dict" in obj: cfg, sd = obj["config"], obj["state_dict"]
     else: raise LatentLMError(f"{path} is neither a saved BLT (config + state_dict) nor a Lightning checkpoint of a BLT module.")
-    model = BLT(BLTConfig(**{k: v for k, v in cfg.items() if k in fields}))
-    model.load_state_dict(sd)
+    check(isinstance(cfg, dict) and isinstance(sd, dict), f"{path}: its config or weights are not plain data; the file is damaged.")
+    model = load_state(BLT(BLTConfig(**{k: v for k, v in cfg.items() if k in fields})), sd, path, "BLT")
     return model.to(device or "cpu").eval()

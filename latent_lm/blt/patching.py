@@ -7,20 +7,65 @@ Docs: https://latent-lm.github.io/latent_lm/blt_patching.html.md"""
 # %% ../../nbs/12_blt_patching.ipynb #91a7bb13
 from __future__ import annotations
 import math, random, copy
+from dataclasses import dataclass
 import torch
 from ..core import LatentLMError, check
 from .tokenizer import BOE_ID, BOS_ID, EOS_ID, OFFSET, ByteTokenizer
 
 # %% auto #0
-__all__ = ['MODES', 'INCREMENTAL_MODES', 'ENTROPY_MODES', 'is_space_like', 'mask_to_lengths', 'lengths_to_mask', 'patch_ids',
+__all__ = ['PATCH_MODES', 'MODES', 'INCREMENTAL_MODES', 'ENTROPY_MODES', 'PATCH_PARAMS', 'PatchMode', 'check_mode', 'mode_params',
+           'mode_settings', 'needs_calibration', 'is_space_like', 'mask_to_lengths', 'lengths_to_mask', 'patch_ids',
            'hash_uniform', 'Patcher', 'PatchStream', 'random_patchers', 'random_stream', 'check_patcher_properties',
            'average_patch_size', 'calibrate_threshold', 'calibrate_patcher', 'patch_strings', 'ansi_patches',
            'plot_entropy_patches', 'plot_patches_text', 'plot_patch_length_hist']
 
 # %% ../../nbs/12_blt_patching.ipynb #46b9f7aa
-MODES = ("static", "space", "entropy", "monotonic", "global_monotonic", "topk", "random", "byte")
-INCREMENTAL_MODES = tuple(m for m in MODES if m != "topk")
-ENTROPY_MODES = ("entropy", "monotonic", "global_monotonic", "topk")
+@dataclass(frozen=True)
+class PatchMode:
+    "One row of the table of patching modes: what a mode reads and which parameter sets its patch size."
+    rule: str                            # where a patch starts (the table above, in words)
+    size_param: str | None = None        # the parameter that sets the average patch size (what calibration tunes); None: set by the text
+    alternatives: tuple = ()             # parameters accepted instead of size_param
+    needs: tuple = ()                    # further parameters the mode requires
+    entropy: bool = False                # reads the entropy model's scores
+    incremental: bool = True             # the patching of a prefix is a prefix of the patching (usable while generating)
+
+PATCH_MODES = {
+    "static": PatchMode("a patch every `patch_size` bytes", "patch_size"),
+    "space": PatchMode("after the first space-like byte of a run (words)"),
+    "entropy": PatchMode("where the byte's entropy exceeds the global `threshold` (nats)", "threshold", entropy=True),
+    "monotonic": PatchMode("where the entropy rises by more than `relative_threshold`", "relative_threshold", entropy=True),
+    "global_monotonic": PatchMode("where both hold (`threshold` tuned, `relative_threshold` fixed)", "threshold",
+                                  needs=("relative_threshold",), entropy=True),
+    "topk": PatchMode("at the k highest-entropy bytes of a sequence (k given, or length / `patch_size`)", "patch_size",
+                      alternatives=("k",), entropy=True, incremental=False),
+    "random": PatchMode("a coin with probability `p` per byte (p = 1 / `patch_size` if only that is given)", "p",
+                        alternatives=("patch_size",)),
+    "byte": PatchMode("every byte its own patch"),
+}
+MODES = tuple(PATCH_MODES)
+INCREMENTAL_MODES = tuple(m for m, s in PATCH_MODES.items() if s.incremental)
+ENTROPY_MODES = tuple(m for m, s in PATCH_MODES.items() if s.entropy)
+PATCH_PARAMS = ("threshold", "relative_threshold", "patch_size", "k", "p", "max_patch_length")   # every setting a mode may take
+
+def check_mode(mode: str) -> PatchMode:
+    "The table row of `mode`, or a LatentLMError naming the modes."
+    check(mode in PATCH_MODES, f"Unknown patching mode {mode!r}; choose one of {', '.join(MODES)}.")
+    return PATCH_MODES[mode]
+
+def mode_params(mode: str) -> tuple:
+    "Every parameter `mode` reads (size parameter, alternatives, required ones, max_patch_length)."
+    s = check_mode(mode)
+    return tuple(x for x in (s.size_param, *s.alternatives, *s.needs) if x) + ("max_patch_length",)
+
+def mode_settings(mode: str, **given) -> dict:
+    "The settings among `given` that `mode` reads and that are set (not None); others are dropped."
+    return {k: v for k, v in given.items() if k in mode_params(mode) and v is not None}
+
+def needs_calibration(mode: str, **given) -> bool:
+    "True when `mode` has a size parameter and neither it nor an alternative is among the set `given` settings."
+    s = check_mode(mode)
+    return s.size_param is not None and not any(given.get(x) is not None for x in (s.size_param, *s.alternatives))
 
 def is_space_like(tokens: torch.Tensor) -> torch.Tensor:
     "True for ids whose byte is not a Latin letter, digit or UTF-8 continuation byte (special ids count as space-like)."
@@ -68,28 +113,36 @@ def hash_uniform(seed: int, keys: torch.Tensor, pos: torch.Tensor) -> torch.Tens
     return _lsr(x, 40).double() / float(1 << 24)
 
 # %% ../../nbs/12_blt_patching.ipynb #bbc9f519
+def _finite(v) -> bool:
+    try: return math.isfinite(float(v))
+    except (TypeError, ValueError): return False
+
 class Patcher:
     "A patching scheme (see the table above); `patch_start_mask` / `patch_lengths` on a batch, `stream` for generation."
     def __init__(self, mode: str = "entropy", threshold: float | None = None, relative_threshold: float | None = None,
                  patch_size: float | None = None, k: int | None = None, p: float | None = None, max_patch_length: int | None = None,
                  include_next_token: bool = False, seed: int = 0, doc_boundaries: bool = True):
-        check(mode in MODES, f"Unknown patching mode {mode!r}; choose one of {', '.join(MODES)}.")
+        spec = check_mode(mode)
         self.mode, self.threshold, self.relative_threshold = mode, threshold, relative_threshold
         self.patch_size, self.k, self.p, self.max_patch_length = patch_size, k, p, max_patch_length
         self.include_next_token, self.seed, self.doc_boundaries = include_next_token, seed, doc_boundaries
-        if mode in ("entropy", "global_monotonic"):
-            check(threshold is not None, f"mode {mode!r} needs a global `threshold` in nats (calibrate one with calibrate_threshold).")
-        if mode in ("monotonic", "global_monotonic"):
-            check(relative_threshold is not None, f"mode {mode!r} needs a `relative_threshold` θ_r (start where H_t − H_(t−1) > θ_r).")
+        given = {x: getattr(self, x) for x in PATCH_PARAMS}
+        for x in spec.needs:
+            check(given[x] is not None, f"mode {mode!r} needs `{x}`: it starts patches {spec.rule}.")
+        if spec.size_param is not None:
+            names = " or ".join(f"`{x}`" for x in (spec.size_param, *spec.alternatives))
+            check(not needs_calibration(mode, **given), f"mode {mode!r} needs {names}: it starts patches {spec.rule} "
+                  "(calibrate it to a target patch size with calibrate_patcher).")
+        for x in ("threshold", "relative_threshold", "patch_size", "p"):
+            check(given[x] is None or _finite(given[x]), f"{x} must be a finite number, got {given[x]!r}.")
         if mode == "static":
-            check(patch_size is not None and float(patch_size) == int(patch_size) and patch_size >= 1,
-                  f"static patching needs an integer patch_size >= 1, got {patch_size!r}.")
+            check(float(patch_size) == int(patch_size) and patch_size >= 1, f"static patching needs an integer patch_size >= 1, got {patch_size!r}.")
             self.patch_size = int(patch_size)
-        if mode == "topk":
-            check(k is not None or (patch_size is not None and patch_size > 0), "topk patching needs `k` (patches chosen by entropy) or a `patch_size`.")
+        if mode == "topk" and k is None: check(patch_size > 0, f"topk patching needs a patch_size > 0, got {patch_size!r}.")
+        if mode == "topk" and k is not None: check(int(k) == k and k >= 0, f"topk patching needs an integer k >= 0, got {k!r}.")
         if mode == "random":
-            if p is None and patch_size is not None: self.p = p = 1.0 / patch_size
-            check(p is not None and 0 < p <= 1, f"random patching needs a boundary probability 0 < p <= 1 (or a patch_size), got {p!r}.")
+            if p is None: check(patch_size >= 1, f"random patching needs a patch_size >= 1, got {patch_size!r}."); self.p = p = 1.0 / patch_size
+            check(0 < p <= 1, f"random patching needs a boundary probability 0 < p <= 1, got {p!r}.")
         if max_patch_length is not None:
             check(int(max_patch_length) == max_patch_length and max_patch_length >= 1, f"max_patch_length must be an integer >= 1, got {max_patch_length!r}.")
 
@@ -99,8 +152,7 @@ class Patcher:
     def needs_entropies(self) -> bool: return self.mode in ENTROPY_MODES
 
     def __repr__(self):
-        keys = ["threshold", "relative_threshold", "patch_size", "k", "p", "max_patch_length"]
-        kw = ", ".join(f"{k}={getattr(self, k)!r}" for k in keys if getattr(self, k) is not None)
+        kw = ", ".join(f"{k}={getattr(self, k)!r}" for k in PATCH_PARAMS if getattr(self, k) is not None)
         return f"Patcher({self.mode!r}{', ' + kw if kw else ''}, include_next_token={self.include_next_token})"
 
     def _inputs(self, tokens, entropies):
@@ -163,8 +215,7 @@ class Patcher:
 
     def to_dict(self) -> dict:
         "The settings as plain JSON data (`Patcher(**d)` rebuilds it)."
-        return {k: getattr(self, k) for k in ("mode", "threshold", "relative_threshold", "patch_size", "k", "p", "max_patch_length",
-                                              "include_next_token", "seed", "doc_boundaries")}
+        return {k: getattr(self, k) for k in ("mode", *PATCH_PARAMS, "include_next_token", "seed", "doc_boundaries")}
 
     def stream(self, batch_size: int, keys: torch.Tensor | None = None, device=None) -> "PatchStream":
         "An incremental patcher for generation (incremental modes only)."
@@ -309,24 +360,25 @@ def calibrate_threshold(patcher_mode: str, entropies, target_patch_size: float, 
                         max_patch_length: int | None = None, doc_boundaries: bool = True, include_next_token: bool = False,
                         tol: float = 1e-4, max_iter: int = 100) -> float:
     "Bisect the threshold that makes the average patch size closest to `target_patch_size` on these entropies."
-    check(patcher_mode in ("entropy", "monotonic", "global_monotonic"),
-          f"calibrate_threshold tunes the entropy modes (entropy, monotonic, global_monotonic), not {patcher_mode!r}; "
-          "static and topk take patch_size, random takes p = 1/patch_size.")
+    tuned = {m: s.size_param for m, s in PATCH_MODES.items() if s.size_param in ("threshold", "relative_threshold")}
+    check(patcher_mode in tuned, f"calibrate_threshold tunes the modes with a threshold ({', '.join(tuned)}), not {patcher_mode!r}; "
+          + "; ".join(f"{m} takes {s.size_param}" for m, s in PATCH_MODES.items() if m not in tuned and s.size_param) + ".")
     check(target_patch_size >= 1, f"target_patch_size must be at least 1 byte, got {target_patch_size}.")
     if tokens is None:
         tokens = (torch.full(entropies.shape, OFFSET, dtype=torch.long) if isinstance(entropies, torch.Tensor) and entropies.dim() == 2
                   else [torch.full((len(e),), OFFSET, dtype=torch.long) for e in entropies])
     pairs = _pairs(tokens, entropies)
     check(sum(e.numel() for _, e in pairs) > 0, "calibrate_threshold needs some entropies; got none.")
-    tune_rel = patcher_mode == "monotonic"
+    tune_rel = tuned[patcher_mode] == "relative_threshold"
     vals = torch.cat([e.flatten() for _, e in pairs])
     span = float(vals.max() - vals.min()) + 1.0
     lo, hi = float(vals.min()) - span, float(vals.max()) + span      # diffs lie in [-span+1, span-1]
     def make(th):
         if tune_rel: return Patcher("monotonic", relative_threshold=th, max_patch_length=max_patch_length, doc_boundaries=doc_boundaries,
                                     include_next_token=include_next_token)
-        rel = relative_threshold if patcher_mode == "global_monotonic" else None
-        check(patcher_mode != "global_monotonic" or rel is not None, "global_monotonic calibration keeps relative_threshold fixed: pass it.")
+        fixed = PATCH_MODES[patcher_mode].needs                   # e.g. global_monotonic keeps relative_threshold fixed
+        rel = relative_threshold if "relative_threshold" in fixed else None
+        check(not fixed or rel is not None, f"{patcher_mode} calibration keeps {', '.join(fixed)} fixed: pass it.")
         return Patcher(patcher_mode, threshold=th, relative_threshold=rel, max_patch_length=max_patch_length, doc_boundaries=doc_boundaries,
                        include_next_token=include_next_token)
     size = lambda th: _avg(make(th), pairs)
@@ -349,17 +401,14 @@ def calibrate_threshold(patcher_mode: str, entropies, target_patch_size: float, 
 def calibrate_patcher(mode: str, target_patch_size: float, tokens, entropies=None, keys=None, tol: float = 1e-4, **kw) -> Patcher:
     "A `Patcher(mode, **kw)` whose free parameter is set so that the average patch size on (tokens, entropies) is near the target."
     check(target_patch_size >= 1, f"target_patch_size must be at least 1 byte, got {target_patch_size}.")
-    if mode in ("entropy", "global_monotonic"):
-        kw = {**kw, "threshold": calibrate_threshold(mode, entropies, target_patch_size, tokens=tokens, relative_threshold=kw.get("relative_threshold"),
-                                                     max_patch_length=kw.get("max_patch_length"), doc_boundaries=kw.get("doc_boundaries", True),
-                                                     include_next_token=kw.get("include_next_token", False), tol=tol)}
-    elif mode == "monotonic":
-        kw = {**kw, "relative_threshold": calibrate_threshold(mode, entropies, target_patch_size, tokens=tokens, max_patch_length=kw.get("max_patch_length"),
-                                                              doc_boundaries=kw.get("doc_boundaries", True),
-                                                              include_next_token=kw.get("include_next_token", False), tol=tol)}
-    elif mode == "static": kw = {**kw, "patch_size": max(1, int(round(target_patch_size)))}
-    elif mode == "topk": kw = {**kw, "patch_size": float(target_patch_size)}
-    elif mode == "random":
+    name = check_mode(mode).size_param                      # what sets the patch size: the table PATCH_MODES says
+    if name in ("threshold", "relative_threshold"):
+        kw = {**kw, name: calibrate_threshold(mode, entropies, target_patch_size, tokens=tokens, relative_threshold=kw.get("relative_threshold"),
+                                              max_patch_length=kw.get("max_patch_length"), doc_boundaries=kw.get("doc_boundaries", True),
+                                              include_next_token=kw.get("include_next_token", False), tol=tol)}
+    elif name == "patch_size":      # static: whole bytes; topk: k = length / patch_size
+        kw = {**kw, "patch_size": max(1, int(round(target_patch_size))) if mode == "static" else float(target_patch_size)}
+    elif name == "p":
         pairs = _pairs(tokens, None)
         def size(p):
             P = Patcher("random", p=p, **kw)

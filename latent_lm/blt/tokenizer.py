@@ -1,4 +1,4 @@
-"""The Byte Latent Transformer's byte vocabulary: 256 byte ids after four special ids, lossless for any bytes, and document ids for concatenated training streams.
+"""The Byte Latent Transformer's byte vocabulary: 256 byte ids after four special ids, lossless for any bytes, and document ids for concatenated training streams, bits per byte, and reading saved weights safely.
 
 Docs: https://latent-lm.github.io/latent_lm/blt_bytes.html.md"""
 
@@ -11,7 +11,7 @@ from ..core import LatentLMError, check
 
 # %% auto #0
 __all__ = ['BOE_ID', 'BOS_ID', 'EOS_ID', 'BPE_ID', 'OFFSET', 'VOCAB_SIZE', 'SPECIAL_NAMES', 'ByteTokenizer', 'document_ids',
-           'bits_per_byte']
+           'bits_per_byte', 'read_saved', 'load_state']
 
 # %% ../../nbs/10_blt_bytes.ipynb #a73b27f0
 BOE_ID, BOS_ID, EOS_ID, BPE_ID = 0, 1, 2, 3
@@ -76,3 +76,25 @@ def bits_per_byte(loss_sum_nats: float | torch.Tensor, n_bytes: int | torch.Tens
     n = float(n_bytes)
     check(n > 0, "bits_per_byte needs at least one target byte; the evaluation set is empty.")
     return float(loss_sum_nats) / (math.log(2) * n)
+
+# %% ../../nbs/10_blt_bytes.ipynb #d0a1b2c4
+from pathlib import Path
+
+def read_saved(path, what: str, hint: str) -> dict:
+    "`torch.load(path, weights_only=True)` of a saved {config, state_dict} file; a `LatentLMError` naming the file if it is damaged or foreign."
+    p = Path(path)
+    check(p.is_file(), f"No {what} at {p}: {hint}")
+    try: obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:                       # truncated zip, random bytes, a pickle of code: all refused the same way
+        raise LatentLMError(f"{p} is not a readable {what} ({type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else 'no detail'}); "
+                            f"the file is damaged or not a {what}. {hint}") from None
+    check(isinstance(obj, dict), f"{p} holds a {type(obj).__name__}, not a saved {what}. {hint}")
+    return obj
+
+def load_state(module: torch.nn.Module, state_dict: dict, path, what: str):
+    "`module.load_state_dict(state_dict)` with a `LatentLMError` naming the file when the weights do not fit the config."
+    try: module.load_state_dict(state_dict)
+    except (RuntimeError, KeyError, TypeError) as e:
+        raise LatentLMError(f"{path}: the weights do not match the {what} its config describes ({str(e).splitlines()[0][:160]}); "
+                            "the file is damaged or was edited. Save it again.") from None
+    return module
