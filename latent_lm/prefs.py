@@ -17,14 +17,15 @@ from torch.utils.data import DataLoader
 import lightning as L
 from .core import LatentLMError, check, check_nonempty, read_jsonl, write_jsonl, stable_hash, progress
 from .lm import chat_prompt, encode_prompt, encode_completion, pad_batch, sequence_logprobs
+from .train import (SCHEDULES, lr_lambda, adamw, ResumableDataLoader, train_sampler, SaveHFModel, disable_dropout,
+                             build_model, hparams_ignore as _hparams_ignore, _import_callable)   # re-exported: older code imports them from prefs
 
 # %% auto #0
-__all__ = ['PREFERENCE_COLUMNS', 'SFT_COLUMNS', 'REF_COLUMNS', 'LOSS_TYPES', 'SCHEDULES', 'completion_text', 'is_conversational',
+__all__ = ['PREFERENCE_COLUMNS', 'SFT_COLUMNS', 'REF_COLUMNS', 'LOSS_TYPES', 'completion_text', 'is_conversational',
            'load_preferences', 'load_sft', 'tokenize_example', 'tokenize_preferences', 'tokenize_sft',
            'preference_loss', 'collate_preferences', 'no_kv_cache', 'collate_sft', 'model_fingerprint', 'ref_logps_key',
-           'batch_ref_logps', 'precompute_ref_logps', 'ResumableDataLoader', 'train_sampler', 'SFTDataModule',
-           'PreferenceDataModule', 'build_model', 'lr_lambda', 'adamw', 'SaveHFModel', 'disable_dropout', 'SFTModule',
-           'PreferenceModule', 'toy_preference_pairs']
+           'batch_ref_logps', 'precompute_ref_logps', 'SFTDataModule', 'PreferenceDataModule',
+           'enable_gradient_checkpointing', 'SFTModule', 'PreferenceModule', 'toy_preference_pairs']
 
 # %% ../nbs/05_prefs.ipynb #12abaebe
 PREFERENCE_COLUMNS = ("prompt", "chosen", "rejected")
@@ -337,45 +338,6 @@ def precompute_ref_logps(model, data, tokenizer=None, batch_size: int = 8, cache
     return out
 
 # %% ../nbs/05_prefs.ipynb #f1b9a90d
-class ResumableDataLoader(DataLoader):
-    "A DataLoader that Lightning can resume mid-epoch: its state is the number of batches already trained on, which it skips."
-    def __init__(self, *args, progress_fn: Callable | None = None, **kw):
-        super().__init__(*args, **kw)
-        self.progress_fn, self._skip = progress_fn, 0
-
-    def state_dict(self) -> dict:
-        return {"batches_done": int(self.progress_fn()) if self.progress_fn else 0}
-
-    def load_state_dict(self, state: dict):
-        n = int(state.get("batches_done", 0))
-        self._skip = n if 0 < n < len(self) else 0
-
-    def __iter__(self):
-        skip, self._skip = self._skip, 0
-        it = super().__iter__()
-        return _skipping(it, skip) if skip else it
-
-def _skipping(it, n):
-    "Skip `n` batches lazily, on the first `next`, after Lightning has set the sampler's epoch."
-    for _ in range(n): next(it)
-    yield from it
-
-def train_sampler(data, shuffle: bool = True, seed: int = 0, trainer=None):
-    "A `DistributedSampler` over `data` for this process (one replica without a trainer): the global batch order depends only on `seed` and the epoch, not on the number of devices."
-    from torch.utils.data.distributed import DistributedSampler
-    w, r = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-    return DistributedSampler(data, num_replicas=w, rank=r, shuffle=shuffle, seed=seed, drop_last=False)
-
-def _import_callable(name: str):
-    "The object at a dotted path like 'latent_lm.lm.tiny_lm' or 'pkg.mod:fn', or None if `name` is not one."
-    import importlib
-    if "/" in name or os.sep in name or Path(name).exists() or name.endswith(".gguf"): return None
-    mod, sep, attr = name.partition(":") if ":" in name else name.rpartition(".")
-    if not mod or not attr: return None
-    try: obj = getattr(importlib.import_module(mod), attr, None)
-    except ImportError: return None
-    return obj if callable(obj) else None
-
 def _resolve_tokenizer(tokenizer):
     "A tokenizer object, or one from a name/path, a GGUF, the SmolLM2 alias, or a dotted path to a factory (e.g. 'latent_lm.lm.tiny_tokenizer')."
     if not isinstance(tokenizer, (str, Path)): return tokenizer
@@ -390,22 +352,18 @@ def _resolve_tokenizer(tokenizer):
     offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
     return AutoTokenizer.from_pretrained(name, local_files_only=offline)
 
-def _hparams_ignore(**objs) -> list[str]:
-    "Names of init arguments that are not plain config values (modules, tokenizers, callables, data)."
-    return [k for k, v in objs.items() if not (v is None or isinstance(v, (str, int, float, bool, Path)))]
-
 class _TextDataModule(L.LightningDataModule):
     _kind = "sft"
     def __init__(self, data, tokenizer, val_data=None, batch_size: int = 8, chat: bool = True, system: str | None = None,
                  max_length: int | None = None, max_prompt_length: int | None = None, truncation: str = "error",
-                 shuffle: bool = True, seed: int = 0, num_workers: int = 0, load_kw: dict | None = None):
+                 shuffle: bool = True, seed: int = 0, num_workers: int = 0, load_kw: dict | None = None, test_data=None):
         super().__init__()
-        check(batch_size >= 1, f"batch_size must be >= 1, got {batch_size}.")
-        self.data, self.val_data, self.tokenizer = data, val_data, _resolve_tokenizer(tokenizer)
+        check(isinstance(batch_size, int) and batch_size >= 1, f"batch_size must be an integer >= 1, got {batch_size}.")
+        self.data, self.val_data, self.test_data, self.tokenizer = data, val_data, test_data, _resolve_tokenizer(tokenizer)
         self.batch_size, self.shuffle, self.seed, self.num_workers = batch_size, shuffle, seed, num_workers
         self.tok_kw = dict(chat=chat, system=system, max_length=max_length, max_prompt_length=max_prompt_length, truncation=truncation)
         self.load_kw = load_kw or {}
-        self.train_rows = self.val_rows = None
+        self.train_rows = self.val_rows = self.test_rows = None
         if val_data is None: self.val_dataloader = None     # no validation data: Lightning then skips validation
 
     @property
@@ -419,6 +377,10 @@ class _TextDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None):
         if self.train_rows is None: self.train_rows = self._load(self.data)
         if self.val_data is not None and self.val_rows is None: self.val_rows = self._load(self.val_data)
+        if stage == "test" and self.test_rows is None:
+            check(self.test_data is not None or self.val_data is not None,
+                  "test needs held-out data: pass test_data (--data.test_data FILE.jsonl) or val_data.")
+            self.test_rows = self._load(self.test_data) if self.test_data is not None else self.val_rows
 
     def _batches_done(self) -> int:
         t = self.trainer
@@ -433,15 +395,19 @@ class _TextDataModule(L.LightningDataModule):
         if self.val_rows is None: self.setup("validate")
         return DataLoader(self.val_rows, batch_size=self.batch_size, shuffle=False, collate_fn=self._collate, num_workers=self.num_workers)
 
+    def test_dataloader(self):
+        if self.test_rows is None: self.setup("test")
+        return DataLoader(self.test_rows, batch_size=self.batch_size, shuffle=False, collate_fn=self._collate, num_workers=self.num_workers)
+
 class SFTDataModule(_TextDataModule):
     "SFT data (`{prompt, completion}` records, JSONL or Dataset) as right-padded batches with the prompt masked out of the loss."
     def __init__(self, data: str | list | Any, tokenizer: str | Any, val_data: str | list | Any | None = None, batch_size: int = 8,
                  chat: bool = True, system: str | None = None, max_length: int | None = None, max_prompt_length: int | None = None,
                  truncation: str = "error", shuffle: bool = True, seed: int = 0, num_workers: int = 0,
-                 prompt_key: str = "prompt", completion_key: str = "completion"):
+                 prompt_key: str = "prompt", completion_key: str = "completion", test_data: str | list | Any | None = None):
         super().__init__(data, tokenizer, val_data, batch_size, chat, system, max_length, max_prompt_length, truncation, shuffle,
-                         seed, num_workers, dict(prompt_key=prompt_key, completion_key=completion_key))
-        self.save_hyperparameters(ignore=_hparams_ignore(data=data, tokenizer=tokenizer, val_data=val_data))
+                         seed, num_workers, dict(prompt_key=prompt_key, completion_key=completion_key), test_data)
+        self.save_hyperparameters(ignore=_hparams_ignore(data=data, tokenizer=tokenizer, val_data=val_data, test_data=test_data))
 
     def _load(self, src): return tokenize_sft(load_sft(src, **self.load_kw), self.tokenizer, **self.tok_kw)
     def _collate(self, rows): return collate_sft(rows, self.pad_id)
@@ -452,11 +418,12 @@ class PreferenceDataModule(_TextDataModule):
                  ref_cache: str | None = None, chat: bool = True, system: str | None = None, max_length: int | None = None,
                  max_prompt_length: int | None = None, truncation: str = "error", shuffle: bool = True, seed: int = 0,
                  num_workers: int = 0, prompt_key: str = "prompt", chosen_key: str = "chosen", rejected_key: str = "rejected",
-                 weight_key: str = "weight"):
+                 weight_key: str = "weight", test_data: str | list | Any | None = None):
         super().__init__(data, tokenizer, val_data, batch_size, chat, system, max_length, max_prompt_length, truncation, shuffle,
-                         seed, num_workers, dict(prompt_key=prompt_key, chosen_key=chosen_key, rejected_key=rejected_key, weight_key=weight_key))
+                         seed, num_workers, dict(prompt_key=prompt_key, chosen_key=chosen_key, rejected_key=rejected_key, weight_key=weight_key),
+                         test_data)
         self.ref_cache = ref_cache
-        self.save_hyperparameters(ignore=_hparams_ignore(data=data, tokenizer=tokenizer, val_data=val_data))
+        self.save_hyperparameters(ignore=_hparams_ignore(data=data, tokenizer=tokenizer, val_data=val_data, test_data=test_data))
 
     def _load(self, src):
         rows = tokenize_preferences(load_preferences(src, **self.load_kw), self.tokenizer, **self.tok_kw)
@@ -473,90 +440,38 @@ class PreferenceDataModule(_TextDataModule):
 
     @property
     def has_ref_logps(self) -> bool:
-        "Whether every train (and val) row has reference log-probs."
+        "Whether every train, val (and test, once set up) row has reference log-probs."
         self.setup("fit")
-        return all(all(r.get(k) is not None for k in REF_COLUMNS) for r in (self.train_rows or []) + (self.val_rows or []))
+        rows = (self.train_rows or []) + (self.val_rows or []) + (self.test_rows or [])
+        return all(all(r.get(k) is not None for k in REF_COLUMNS) for r in rows)
+
+    @property
+    def ref_cache_path(self) -> Path | None:
+        "Where reference log-probs are cached: `ref_cache`, or else `<default_root_dir>/ref_logps.jsonl` under a Trainer (so a resumed run reuses them)."
+        if self.ref_cache is not None: return Path(self.ref_cache)
+        t = getattr(self, "trainer", None)
+        return None if t is None else Path(t.default_root_dir) / "ref_logps.jsonl"
 
     def add_ref_logps(self, model, batch_size: int | None = None):
-        "Compute (or load from `ref_cache`) the reference log-probs of every row under `model`."
+        "Compute (or load from the reference cache) the reference log-probs of every row under `model`."
         self.setup("fit")
-        bs = batch_size or self.batch_size
+        bs, cache = batch_size or self.batch_size, self.ref_cache_path
         def fill(rows, cache):
             new = precompute_ref_logps(model, rows, self.tokenizer, bs, cache=cache)
             return [{**r, **{k: n[k] for k in REF_COLUMNS + ("ref_model", "ref_logps_key")}} for r, n in zip(rows, new)]
-        self.train_rows = fill(self.train_rows, self.ref_cache)
-        if self.val_rows:
-            vc = None if self.ref_cache is None else Path(self.ref_cache).with_suffix(".val.jsonl")
-            self.val_rows = fill(self.val_rows, vc)
+        self.train_rows = fill(self.train_rows, cache)
+        if self.val_rows: self.val_rows = fill(self.val_rows, None if cache is None else cache.with_suffix(".val.jsonl"))
+        if self.test_rows is not None:
+            self.test_rows = (self.val_rows if self.test_data is None else
+                              fill(self.test_rows, None if cache is None else cache.with_suffix(".test.jsonl")))
         return self
 
 # %% ../nbs/05_prefs.ipynb #85801373
-def build_model(model):
-    "An HF causal LM from a module, a name/path for `load_lm`, a callable returning a model or `(model, tokenizer)`, or its dotted import path."
-    if isinstance(model, nn.Module): return model
-    if isinstance(model, (str, Path)):
-        fn = _import_callable(str(model))
-        if fn is not None: return build_model(fn)
-        from latent_lm.lm import load_lm
-        return load_lm(str(model))[0]
-    if callable(model):
-        out = model()
-        out = out[0] if isinstance(out, (tuple, list)) else out
-        check(isinstance(out, nn.Module), f"The model factory returned a {type(out).__name__}, not a torch module.")
-        return out
-    raise LatentLMError(f"model must be a torch module, a name or path for load_lm, or a callable that builds one; got {type(model).__name__}.")
-
-SCHEDULES = ("constant", "linear", "cosine")
-
-def lr_lambda(warmup_steps: int = 0, schedule: str = "constant", total_steps: int | None = None) -> Callable[[int], float]:
-    "The learning-rate multiplier at optimiser step `s`: linear warmup over `warmup_steps`, then constant / linear decay / cosine to 0."
-    check(schedule in SCHEDULES, f"lr_schedule must be one of {SCHEDULES}, got {schedule!r}.")
-    check(schedule == "constant" or (total_steps is not None and total_steps > 0), f"lr_schedule={schedule!r} needs the total number of steps.")
-    def f(s: int) -> float:
-        if s < warmup_steps: return (s + 1) / (warmup_steps + 1)
-        if schedule == "constant": return 1.0
-        frac = min(1.0, (s - warmup_steps) / max(1, total_steps - warmup_steps))
-        return 1.0 - frac if schedule == "linear" else 0.5 * (1 + math.cos(math.pi * frac))
-    return f
-
-def adamw(model: nn.Module, lr: float, weight_decay: float = 0.0, betas=(0.9, 0.999), warmup_steps: int = 0,
-          schedule: str = "constant", total_steps: int | None = None) -> dict:
-    "AdamW without weight decay on 1-D parameters (biases, norms), and a per-step LambdaLR; Lightning's optimizer config."
-    ps = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in ps if p.ndim >= 2], "weight_decay": weight_decay},
-              {"params": [p for p in ps if p.ndim < 2], "weight_decay": 0.0}]
-    opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, betas=tuple(betas))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(warmup_steps, schedule, total_steps))
-    return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-class SaveHFModel(L.Callback):
-    "At the end of `fit`, save the module's HF model (and the data module's tokenizer) with `save_pretrained` into `<run folder>/<subdir>`."
-    def __init__(self, dirpath: str | None = None, subdir: str = "hf_model"):
-        self.dirpath, self.subdir, self.path = dirpath, subdir, None
-
-    def on_train_end(self, trainer, pl_module):
-        sd = trainer.strategy.lightning_module_state_dict()       # a collective under FSDP/DeepSpeed: every rank calls it
-        root = Path(self.dirpath or trainer.log_dir or trainer.default_root_dir)   # log_dir broadcasts: every rank calls it too
-        if not trainer.is_global_zero: return
-        path = root / self.subdir
-        model = pl_module.model
-        prefix = "model."
-        msd = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
-        model.save_pretrained(path, state_dict=msd or None)
-        tok = getattr(trainer.datamodule, "tokenizer", None) if trainer.datamodule is not None else None
-        if tok is not None: tok.save_pretrained(path)
-        self.path = pl_module.hf_path = path
-
-def disable_dropout(model: nn.Module) -> nn.Module:
-    "Set every dropout probability to 0 (as TRL's DPOTrainer does by default), so the policy at step 0 is the reference."
-    for m in model.modules():
-        if isinstance(m, nn.Dropout): m.p = 0.0
-        for k, v in list(vars(m).items()):          # functional dropout rates kept as attributes (HF attention: `attention_dropout`)
-            if "dropout" in k and isinstance(v, float) and not isinstance(v, bool): setattr(m, k, 0.0)
-    cfg = getattr(model, "config", None)
-    if cfg is not None:
-        for k, v in list(cfg.to_dict().items()):
-            if ("dropout" in k or k.endswith("_pdrop")) and isinstance(v, float): setattr(cfg, k, 0.0)
+def enable_gradient_checkpointing(model: nn.Module) -> nn.Module:
+    "Recompute each layer's activations in the backward pass instead of keeping them (HF `gradient_checkpointing_enable`, non-reentrant)."
+    check(getattr(model, "supports_gradient_checkpointing", False), f"{type(model).__name__} does not support gradient checkpointing; "
+          "set gradient_checkpointing: false.")
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model
 
 class _LMModule(L.LightningModule):
@@ -565,7 +480,9 @@ class _LMModule(L.LightningModule):
         self.hf_path = None
 
     def setup(self, stage: str):
-        if stage == "fit": self.model.train()   # HF models load in eval mode; Lightning keeps a module's mode as it finds it
+        if stage == "fit":
+            self.model.train()   # HF models load in eval mode; Lightning keeps a module's mode as it finds it
+            if self.hparams.get("gradient_checkpointing"): enable_gradient_checkpointing(self.model)
 
     def configure_optimizers(self):
         h = self.hparams
@@ -578,7 +495,8 @@ class _LMModule(L.LightningModule):
 class SFTModule(_LMModule):
     "Supervised fine-tuning of an HF causal LM: token-mean NLL of the response tokens (prompt masked)."
     def __init__(self, model: str | nn.Module | Callable, lr: float = 1e-5, weight_decay: float = 0.0, warmup_steps: int = 0,
-                 lr_schedule: str = "constant", adam_beta1: float = 0.9, adam_beta2: float = 0.999, save_hf: bool = True):
+                 lr_schedule: str = "constant", adam_beta1: float = 0.9, adam_beta2: float = 0.999, save_hf: bool = True,
+                 gradient_checkpointing: bool = False):
         super().__init__()
         self.save_hyperparameters(ignore=_hparams_ignore(model=model))
         self._init_common(model)
@@ -600,12 +518,17 @@ class SFTModule(_LMModule):
         loss, _ = self.compute_loss(batch)
         self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=batch["input_ids"].shape[0])
 
+    def test_step(self, batch, batch_idx):
+        loss, _ = self.compute_loss(batch)
+        self.log("test/loss", loss, sync_dist=True, batch_size=batch["input_ids"].shape[0])
+
 class PreferenceModule(_LMModule):
     "Preference training (DPO, IPO, hinge; per-pair weights; IRPO's NLL term) of an HF causal LM from cached reference log-probs."
     def __init__(self, model: str | nn.Module | Callable, beta: float = 0.1, loss_type: str = "sigmoid", alpha: float = 0.0,
                  label_smoothing: float = 0.0, lr: float = 1e-6, weight_decay: float = 0.0, warmup_steps: int = 0,
                  lr_schedule: str = "constant", adam_beta1: float = 0.9, adam_beta2: float = 0.999,
-                 ref_model: nn.Module | None = None, ref_batch_size: int = 8, no_dropout: bool = True, save_hf: bool = True):
+                 ref_model: nn.Module | None = None, ref_batch_size: int = 8, no_dropout: bool = True, save_hf: bool = True,
+                 gradient_checkpointing: bool = False):
         super().__init__()
         check(loss_type in LOSS_TYPES, f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}.")
         self.save_hyperparameters(ignore=_hparams_ignore(model=model, ref_model=ref_model))
@@ -618,6 +541,7 @@ class PreferenceModule(_LMModule):
 
     def setup(self, stage: str):
         dm = self.trainer.datamodule if self._trainer is not None else None
+        if isinstance(dm, PreferenceDataModule) and stage == "test": dm.setup("test")
         if self.ref_model is not None: self.ref_model.to(self.trainer.strategy.root_device)
         elif isinstance(dm, PreferenceDataModule) and not dm.has_ref_logps:
             self.model.to(self.trainer.strategy.root_device)
@@ -656,6 +580,10 @@ class PreferenceModule(_LMModule):
     def validation_step(self, batch, batch_idx):
         loss, m = self.compute_loss(batch)
         self._log_all("val", loss, m, batch["weights"].shape[0])
+
+    def test_step(self, batch, batch_idx):
+        loss, m = self.compute_loss(batch)
+        self._log_all("test", loss, m, batch["weights"].shape[0])
 
 # %% ../nbs/05_prefs.ipynb #659aa7a1
 def toy_preference_pairs(n: int = 32, seed: int = 0) -> list[dict]:

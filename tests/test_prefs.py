@@ -123,10 +123,8 @@ def test_cached_ref_logps_equal_on_the_fly_and_step0_is_log2(tmp_path):
     assert again[0]["ref_model"] != cached[0]["ref_model"] and again[0]["ref_chosen_logps"] != cached[0]["ref_chosen_logps"]
 
 def _trainer(tmp, steps, **kw):
-    import lightning as L
-    from lightning.pytorch.loggers import CSVLogger
-    return L.Trainer(accelerator="cpu", devices=1, max_steps=steps, default_root_dir=tmp, logger=CSVLogger(tmp, name="run"),
-                     enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False, log_every_n_steps=1, **kw)
+    from latent_lm.train import make_trainer                       # the one quiet Trainer: metrics.csv in <tmp>/run
+    return make_trainer(accelerator="cpu", devices=1, max_steps=steps, default_root_dir=Path(tmp) / "run", enable_checkpointing=False, **kw)
 
 def _metrics(trainer):
     import pandas as pd
