@@ -73,22 +73,21 @@ def _judge_demo(gen):
             "expected score higher for the right answer": sum(a > b for a, b in zip(eg, eb))}
 
 def _dpo_demo(out_dir, steps=40):
-    import logging, lightning as L
+    import shutil, lightning as L
     import matplotlib.pyplot as plt
     import pandas as pd
-    from lightning.pytorch.loggers import CSVLogger
+    from latent_lm.train import make_trainer
     from latent_lm.lm import tiny_lm
     from latent_lm.prefs import PreferenceDataModule, PreferenceModule, toy_preference_pairs
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     L.seed_everything(0, workers=True, verbose=False)
     model, tok = tiny_lm()
     dm = PreferenceDataModule(toy_preference_pairs(32), tok, batch_size=8, seed=0)
     pm = PreferenceModule(model, beta=0.1, lr=1e-3, warmup_steps=2)
     logdir = Path(out_dir) / "dpo"
-    tr = L.Trainer(accelerator="cpu", devices=1, max_steps=steps, default_root_dir=logdir, enable_progress_bar=False,
-                   enable_model_summary=False, enable_checkpointing=False, log_every_n_steps=1, logger=CSVLogger(logdir, name="", version=""))
+    if logdir.exists(): shutil.rmtree(logdir)                  # a section reruns whole: no rows of an earlier try in metrics.csv
+    tr = make_trainer(accelerator="cpu", devices=1, max_steps=steps, default_root_dir=str(logdir), enable_checkpointing=False)
     tr.fit(pm, dm)
-    log = pd.read_csv(Path(tr.log_dir) / "metrics.csv").groupby("step").mean(numeric_only=True)
+    log = pd.read_csv(logdir / "metrics.csv").groupby("step").mean(numeric_only=True)
     fig, ax = plt.subplots(1, 2, figsize=(8, 3))
     ax[0].plot(log.index, log["train/loss"]); ax[0].axhline(0.6931, ls=":", c="gray"); ax[0].set(title="DPO loss", xlabel="step")
     ax[1].plot(log.index, log["rewards/accuracies"].rolling(5, min_periods=1).mean(), c="tab:green"); ax[1].set(title="reward accuracy (5-step mean)", xlabel="step", ylim=(0, 1.05))
