@@ -10,7 +10,7 @@ __all__ = ['SITE_CSS', 'PAPERS', 'find_notebooks', 'project_info', 'nb_title', '
            'page_html', 'papers', 'paper_status', 'papers_html', 'api_html', 'build_docs', 'save_outputs', 'docs']
 
 # %% ../nbs/98_docs.ipynb #d05595c1
-import argparse, ast, fnmatch, html, json, os, re, shutil, subprocess, sys, tempfile, time, tomllib
+import ast, fnmatch, html, json, os, re, shutil, subprocess, sys, tempfile, time, tomllib
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from fastcore.nbio import read_nb, write_nb, new_nb, mk_cell, nb2dict, nb_frontmatter, does_cell_eval, fm_default_eval

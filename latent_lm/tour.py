@@ -6,7 +6,7 @@ Docs: https://latent-lm.github.io/latent_lm/tour.html.md"""
 
 # %% ../nbs/90_tour.ipynb #6351c0eb
 from __future__ import annotations
-import os, sys, json, time, html, base64, argparse, importlib, traceback
+import os, sys, json, time, html, base64, importlib, traceback
 from pathlib import Path
 from .core import LatentLMError, check, atomic_write_json, atomic_write_text, set_seed
 
