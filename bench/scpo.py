@@ -20,15 +20,11 @@ Run: nice python bench/scpo.py --quick   (writes bench/results/scpo.json, scpo.m
      nice python bench/scpo.py --quick --target-accuracy 0.3 --tag weak_m0   (a weaker seed model: scpo_weak_m0.*)
 """
 from __future__ import annotations
-import argparse, json, math, os, platform, shutil, statistics, sys, time, warnings, logging
+import argparse, json, math, shutil, statistics, sys, time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("OMP_NUM_THREADS", "1"); os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("LATENT_LM_QUIET", "1"); os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-warnings.filterwarnings("ignore")
-for _n in ("lightning.pytorch", "lightning.fabric", "transformers"): logging.getLogger(_n).setLevel(logging.ERROR)
+from _common import ROOT, bench_env, machine_info, write_results
+bench_env()
 
 import torch
 
@@ -64,23 +60,29 @@ def mean_std(xs):
     return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
 
 
-def share_round0(src: Path, dst: Path):
-    "Copy round 0's problems, samples and scores (drawn from the shared M0) and M0's evaluation into another arm's run."
-    for rel in ["round_0/prompts.jsonl", "round_0/generations.jsonl", "round_0/scores.jsonl", "eval/m0.jsonl"]:
-        for suffix in ("", ".done"):
-            s = src / (rel + suffix)
-            if s.exists():
-                (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(s, dst / (rel + suffix))
+def share_round0(src: Path, dst: Path, cfg):
+    """Copy round 0's problems, samples and scores (drawn from the shared M0) and M0's evaluation into another arm's run
+    folder, opened first with that arm's fingerprint (the record stores' sidecars and done markers travel with them)."""
+    from latent_lm.core import open_run_dir
+    with open_run_dir(dst, cfg.fingerprint()):
+        for rel in ["round_0/prompts.jsonl", "round_0/generations.jsonl", "round_0/scores.jsonl", "eval/m0.jsonl"]:
+            for suffix in ("", ".done", ".store.json"):
+                s = src / (rel + suffix)
+                if s.exists():
+                    (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(s, dst / (rel + suffix))
 
 
 def run_seed(seed: int, quick: bool, target: float, work: Path, log) -> dict:
-    from latent_lm.scpo.run import load_config, ScPORun, pretrain_tiny
+    from latent_lm.scpo.run import load_config, ScPORun, pretrain_problems
+    from latent_lm.tasks import train_seed_model, sft_records, arithmetic_tokenizer
     base = base_config(quick, target)
     sdir = work / f"seed{seed}"
     t0 = time.time()
     cfg0 = load_config({**base, "seed": seed, "run_dir": str(sdir / "scpo")})
-    info = pretrain_tiny(cfg0, sdir / "init_model")
+    train, dev = pretrain_problems(cfg0)
+    info = train_seed_model(cfg0.model, sft_records(train, cfg0.task.template, cfg0.model.pretrain_paths), dev, sdir / "init_model",
+                            cfg0.task.template, cfg0.task.answer_format, cfg0.sampling.max_new_tokens, seed=seed, tokenizer=arithmetic_tokenizer())
     log(f"seed {seed}: M0 trained for {info['steps']} steps, dev greedy accuracy {info['dev_accuracy']:.3f} ({time.time() - t0:.0f}s)")
     out, first = {"init": info, "arms": {}, "timing_s": {"pretrain": time.time() - t0}}, None
     for arm, mode in ARMS.items():
@@ -88,8 +90,9 @@ def run_seed(seed: int, quick: bool, target: float, work: Path, log) -> dict:
         d = {**json.loads(json.dumps(base)), "seed": seed, "run_dir": str(sdir / arm)}
         d["model"]["init"] = str(sdir / "init_model")
         d["select"]["mode"] = mode
-        if first is not None: share_round0(first, Path(d["run_dir"]))
-        s = ScPORun(load_config(d)).run()
+        cfg = load_config(d)
+        if first is not None and not Path(d["run_dir"]).exists(): share_round0(first, Path(d["run_dir"]), cfg)
+        s = ScPORun(cfg).run()
         first = first or Path(d["run_dir"])
         out["arms"][arm] = s
         out["timing_s"][arm] = time.time() - t1
@@ -135,6 +138,39 @@ def summarise(per_seed: list[dict], seeds: list[int], n_test: int) -> tuple[dict
     return arms, verdict, rule
 
 
+PREMISE = ("ScPO relies on the vote carrying signal: the seed model's majority answer over 8 samples (SC@8) is right more often "
+           "than its greedy answer on the same test problems, and the vote share of the majority answer predicts whether it is "
+           "right (Somers' D between vote share and correctness on round 0's training samples). Holds if mean SC@8 - greedy > 0 "
+           "and mean Somers' D > 0.2 (paper, GSM8K: 0.80).")
+POSITIVE_CONTROL = ("A regime where training on the vote must improve greedy accuracy if the code is right (not built yet; "
+                    "issue 20).")
+
+
+def premise_numbers(per_seed: list[dict]) -> dict:
+    "The premise (majority right vs greedy right; Somers' D of vote share vs correctness), per seed and mean, with its rule."
+    g = [r["arms"]["scpo"]["models"][0]["greedy_accuracy"] for r in per_seed]
+    sc = [r["arms"]["scpo"]["models"][0]["sc_accuracy"] for r in per_seed]
+    D = [r["arms"]["scpo"]["rounds"][0].get("somers_d") for r in per_seed]
+    maj = [r["arms"]["scpo"]["rounds"][0].get("majority_correct") for r in per_seed]
+    nums = {"M0_greedy_accuracy": mean_std(g)[0], "M0_sc8_accuracy": mean_std(sc)[0], "sc8_minus_greedy": mean_std(sc)[0] - mean_std(g)[0],
+            "round0_majority_correct": mean_std(maj)[0], "round0_somers_d": mean_std(D)[0],
+            "per_seed": {"greedy": g, "sc8": sc, "somers_d": D, "majority_correct": maj}}
+    holds = nums["sc8_minus_greedy"] > 0 and (nums["round0_somers_d"] or 0) > 0.2
+    return {"what": PREMISE, "numbers": nums, "holds": bool(holds)}
+
+
+def md_text(res: dict, name: str = "scpo") -> str:
+    "The results as markdown (the table, the verdict inputs, premise and notes)."
+    import tempfile
+    p = Path(tempfile.mkdtemp()) / "x.md"
+    write_md(res, p, name)
+    pr = res["premise"]
+    extra = (f"\n**Premise** ({'holds' if pr['holds'] else 'does not hold'}): {pr['what']} Seed model: greedy "
+             f"{pr['numbers']['M0_greedy_accuracy']:.3f}, SC@8 {pr['numbers']['M0_sc8_accuracy']:.3f}; Somers' D "
+             f"{pr['numbers']['round0_somers_d']:.2f}.\n\n**Positive control:** not measured yet ({res['positive_control']['what']})\n")
+    return p.read_text() + extra
+
+
 def write_md(res: dict, path: Path, name: str = "scpo"):
     a = res["arms"]
     f = lambda x: "-" if x is None else f"{x:.3f}"
@@ -176,7 +212,7 @@ def plot(res: dict, per_seed: list[dict], out: Path, name: str = "scpo"):
             ax.errorbar([0, 1, 2], ys, yerr=es, marker="o", capsize=3, color=f"C{i}", label=arm)
         ax.set_xticks([0, 1, 2], ["M0", "M1", "M2"]); ax.set_title(f"test {title}"); ax.grid(alpha=.3)
     axs[0].legend(fontsize=8); fig.tight_layout(); fig.savefig(out / f"{name}.png", dpi=110); plt.close(fig)
-    from latent_lm.scpo.run import plot_votes, plot_accuracy_vs_votes
+    from latent_lm.scpo.app import plot_votes, plot_accuracy_vs_votes
     run_dir = Path(per_seed[0]["arms"]["scpo"]["run_dir"])
     fig, axs = plt.subplots(1, 2, figsize=(11, 3.4))
     plot_votes(run_dir, axs[0]); plot_accuracy_vs_votes(run_dir, axs[1]); axs[0].set_title("ScPO arm, seed 0: vote distribution")
@@ -221,17 +257,18 @@ def main(argv=None) -> int:
              f"{math.sqrt(0.25 / base['task']['n_test']):.3f}; differences between arms smaller than ~0.05 are within noise at this size. "
              "The paper's models (Llama-3 8B) and data (GSM8K, 7.5K problems, 10 epochs) are far larger; this measures whether the "
              "mechanism works on a task where correctness is exact, not the paper's numbers.")
+    premise = premise_numbers(per_seed)
     res = {"claim": CLAIM, "command": command,
            "setup": {"mode": "quick" if args.quick else "full", "seeds": seeds, "config": base, "verdict_inputs": rule,
                      "init": [{k: v for k, v in r["init"].items() if k != "history"} for r in per_seed],
                      "init_history": [r["init"].get("history") for r in per_seed],
                      "timing_s": [r["timing_s"] for r in per_seed], "total_s": time.time() - t0,
                      "timing_note": "seconds spent by this invocation; stages resumed from the work dir are not re-timed",
-                     "machine": {"cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
-                                 "platform": platform.platform()}},
-           "arms": arms, "verdict": verdict, "notes": notes}
-    (out / f"{name}.json").write_text(json.dumps(res, indent=2) + "\n")
-    write_md(res, out / f"{name}.md", name)
+                     "machine": machine_info()},
+           "arms": arms, "verdict": verdict, "premise": premise,
+           "positive_control": {"what": POSITIVE_CONTROL, "numbers": {}, "shows": None},
+           "notes": notes + " Positive control not built yet (issue 20 builds it: a regime where training on the vote must help)."}
+    write_results(name, res, md_text(res, name), out)
     plot(res, per_seed, out, name)
     log(f"verdict: {verdict}; wrote {out / name}.json, .md, .png, _votes.png")
     return 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re, math, inspect
 from collections import Counter
 from dataclasses import dataclass, field, asdict
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 import torch
 from .core import LatentLMError, check, check_nonempty
 from .lm import encode_completion, pad_batch, sequence_logprobs
@@ -18,7 +18,8 @@ from .generate import Generator, HFGenerator
 # %% auto #0
 __all__ = ['VERDICT_LABELS', 'POINTWISE_TEMPLATE', 'PAIRWISE_TEMPLATE', 'parse_verdict', 'ScoreMatch', 'find_score',
            'parse_score', 'Verdict', 'combine_orders', 'compare_scores', 'majority_verdict', 'as_text', 'Judge',
-           'parse_number', 'extract_answer', 'ExactAnswerJudge', 'RegexJudge', 'CallableJudge', 'render_template',
+           'parse_number', 'boxed_contents', 'normalize_answer', 'extract_answer', 'answer_extractor', 'answers_equal',
+           'vote_counts', 'majority_answer', 'ExactAnswerJudge', 'RegexJudge', 'CallableJudge', 'render_template',
            'Judgement', 'LLMJudge']
 
 # %% ../nbs/03_judge.ipynb #a1649f64
@@ -167,27 +168,97 @@ def parse_number(s) -> float | None:
     try: return float(ms[-1].replace(",", "").replace("$", "").replace(" ", ""))
     except ValueError: return None
 
-def _boxed(text: str) -> list[str]:
-    "Contents of every \\boxed{...}, with nested braces."
+def boxed_contents(text: str) -> list[str]:
+    "The contents of every `\\boxed{...}` in `text`, nested braces allowed (unclosed ones are skipped)."
     out, i = [], 0
     while (i := text.find("\\boxed{", i)) >= 0:
-        j, depth = i + 7, 1
+        j, depth = i + len("\\boxed{"), 1
         while j < len(text) and depth:
             depth += {"{": 1, "}": -1}.get(text[j], 0); j += 1
-        if depth == 0: out.append(text[i + 7:j - 1])
+        if depth == 0: out.append(text[i + len("\\boxed{"):j - 1])
         i = j
     return out
+
+_NUM_BODY = r"-?(?:(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)"
+_HASH_NUM = re.compile(r"####\s*\$?\s*(" + _NUM_BODY + r"(?:\s*/\s*" + _NUM_BODY + r")?)")
+_FRACTION = re.compile(_NUM_BODY + r"\s*/\s*" + _NUM_BODY)
+
+def normalize_answer(x) -> int | float | str | None:
+    "A canonical, hashable form of an answer: an int for integral numbers, a float (fractions `a/b` read whole), a cleaned string, or None."
+    if x is None or isinstance(x, bool): return None if x is None else str(x)
+    if isinstance(x, (int, float)):
+        if not math.isfinite(x): return None
+        return int(x) if float(x).is_integer() else float(x)
+    s = re.sub(r"\s+", " ", str(x)).strip().strip("$").strip().rstrip(".").strip()
+    if not s: return None
+    if _FRACTION.fullmatch(s):                       # '3/4' is 0.75; '3/0' is no answer
+        a, b = (float(x.replace(",", "")) for x in s.split("/"))
+        return None if b == 0 else normalize_answer(a / b)
+    if re.fullmatch(r"-?\$?\s*(\d{1,3}(,\d{3})+|\d+)?(\.\d+)?\s*%?", s) and re.search(r"\d", s):
+        v = parse_number(s)
+        if v is not None: return normalize_answer(v)
+    return s
+
+def _hash_answer(text):
+    ms = _HASH_NUM.findall(text)
+    return ms[-1] if ms else None
 
 _ANSWER_IS = re.compile(r"(?i:answer\s*(?:is|:|=)|answer\s+is\s*:)\s*\**\s*([^\n]*)")
 
 def extract_answer(text) -> float | None:
     "The final numeric answer of a response: `#### x`, `\\boxed{x}`, 'the answer is x', else the last number."
     if not isinstance(text, str) or not text.strip(): return None
+    if (h := _hash_answer(text)) is not None:         # `#### x`: read strictly, a fraction whole ('#### 3/0' is no answer)
+        v = normalize_answer(h)
+        return float(v) if isinstance(v, (int, float)) else None
     if (ms := re.findall(r"####\s*([^\n]*)", text)) and (v := parse_number(ms[-1])) is not None: return v
-    if (bs := _boxed(text)) and (v := parse_number(bs[-1])) is not None: return v
+    if (bs := boxed_contents(text)) and (v := parse_number(bs[-1])) is not None: return v
     for m in reversed(list(_ANSWER_IS.finditer(text))):
         if (v := parse_number(re.split(r"(?<=\d)\.(?!\d)|[;\n]", m.group(1))[0])) is not None: return v
     return parse_number(text)
+
+# %% ../nbs/03_judge.ipynb #0b0e0f28
+def answer_extractor(fmt: str | Callable | re.Pattern = "####") -> Callable[[str], Any]:
+    "A function response -> normalised final answer (None if there is none), for `fmt` as in the table above."
+    if isinstance(fmt, re.Pattern) or (isinstance(fmt, str) and fmt.startswith("re:")):
+        if isinstance(fmt, str):
+            try: rx = re.compile(fmt[3:])
+            except re.error as e: raise LatentLMError(f"answer format {fmt!r}: invalid regular expression ({e}).") from None
+        else: rx = fmt
+        def by_regex(text):
+            if not isinstance(text, str): return None
+            ms = list(rx.finditer(text))
+            if not ms: return None
+            m = ms[-1]
+            return normalize_answer(m.group(1) if rx.groups else m.group(0))
+        return by_regex
+    if callable(fmt):
+        def by_fn(text):
+            return normalize_answer(fmt(text)) if isinstance(text, str) else None
+        return by_fn
+    fns = {"####": _hash_answer, "hash": _hash_answer, "boxed": lambda t: (boxed_contents(t) or [None])[-1],
+           "last_number": parse_number, "auto": extract_answer}
+    check(fmt in fns, f"Unknown answer format {fmt!r}: use '####', 'boxed', 'last_number', 'auto', 're:<pattern>', "
+                      "a compiled regex, or a function text -> answer.")
+    f = fns[fmt]
+    return lambda text: normalize_answer(f(text)) if isinstance(text, str) and text.strip() else None
+
+def answers_equal(a, b, abs_tol: float = 1e-6) -> bool:
+    "Whether two normalised answers are the same (numbers within `abs_tol`; strings exactly). None never equals anything."
+    if a is None or b is None: return False
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)): return math.isclose(a, b, rel_tol=0.0, abs_tol=abs_tol)
+    return a == b
+
+def vote_counts(answers: Sequence) -> Counter:
+    "Votes per final answer; `None` (no readable answer) gets none."
+    return Counter(a for a in answers if a is not None)
+
+def majority_answer(answers: Sequence) -> tuple[Any, int]:
+    "The most-voted answer and its votes (`(None, 0)` if no sample has an answer). Ties go to the answer seen first."
+    c = vote_counts(answers)
+    if not c: return None, 0
+    best = max(c.values())
+    return next(a for a in answers if a is not None and c[a] == best), best
 
 # %% ../nbs/03_judge.ipynb #2f4895bb
 class ExactAnswerJudge(Judge):

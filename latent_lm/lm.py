@@ -8,13 +8,14 @@ Docs: https://latent-lm.github.io/latent_lm/lm.html.md"""
 from __future__ import annotations
 import os, json, time, shutil, warnings, importlib.util
 from pathlib import Path
+from typing import Iterable
 import torch
 import torch.nn.functional as F
 from .core import LatentLMError, check, check_nonempty, set_seed, get_device, stable_hash, atomic_write_json
 
 # %% auto #0
-__all__ = ['CHATML_TEMPLATE', 'SPECIAL_TOKENS', 'SMOLLM2', 'SMOLLM2_GGUF', 'tiny_tokenizer', 'tiny_lm', 'cache_root',
-           'smollm2_gguf_path', 'gguf_architecture', 'load_gguf', 'load_lm', 'as_messages', 'chat_prompt',
+__all__ = ['CHATML_TEMPLATE', 'SPECIAL_TOKENS', 'SMOLLM2', 'SMOLLM2_GGUF', 'bpe_tokenizer', 'tiny_tokenizer', 'tiny_lm',
+           'cache_root', 'smollm2_gguf_path', 'gguf_architecture', 'load_gguf', 'load_lm', 'as_messages', 'chat_prompt',
            'encode_prompt', 'encode_completion', 'context_length', 'pad_batch', 'position_ids_from_mask',
            'token_logprobs', 'sequence_logprobs']
 
@@ -30,28 +31,40 @@ You are a helpful assistant. Please answer the question. The user asked a questi
 Preference optimisation trains a policy to prefer chosen responses over rejected ones, relative to a reference model.
 """.split("\n")
 
-def tiny_tokenizer(vocab: str = "bytes", corpus: list[str] | None = None, vocab_size: int = 384):
-    "A fast tokenizer with ChatML special tokens: 256 byte tokens (`vocab='bytes'`) or a byte-level BPE trained on `corpus`."
-    from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
+def _fast_tokenizer(tok):
     from transformers import PreTrainedTokenizerFast
-    check(vocab in ("bytes", "bpe"), f"vocab must be 'bytes' or 'bpe', got {vocab!r}.")
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    if vocab == "bytes":
-        byte_vocab = {c: i for i, c in enumerate(sorted(alphabet))}
-        tok = Tokenizer(models.BPE(vocab=byte_vocab, merges=[]))
-    else:
-        tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=vocab == "bpe")
-    tok.decoder = decoders.ByteLevel()
-    if vocab == "bpe":
-        check(vocab_size > 256 + len(SPECIAL_TOKENS), f"vocab_size must exceed {256 + len(SPECIAL_TOKENS)} for a byte-level BPE.")
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, initial_alphabet=alphabet, show_progress=False)
-        tok.train_from_iterator(corpus or _DEFAULT_CORPUS * 4, trainer=trainer)
-    else:
-        tok.add_special_tokens(SPECIAL_TOKENS)
     t = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<|im_end|>", bos_token=None)
     t.chat_template = CHATML_TEMPLATE
     return t
+
+def bpe_tokenizer(corpus: Iterable[str], vocab_size: int = 384, split_digits: bool = False):
+    """A byte-level BPE tokenizer learned on `corpus`, with ChatML special tokens (pad, im_start, im_end); `split_digits`
+    keeps one token per digit (numbers then tokenize the same way wherever they occur, which arithmetic tasks need)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
+    corpus = [t for t in corpus if isinstance(t, str) and t]
+    check(len(corpus) > 0, "A BPE tokenizer needs a non-empty corpus of strings to learn its merges from.")
+    check(vocab_size > 256 + len(SPECIAL_TOKENS), f"vocab_size must exceed {256 + len(SPECIAL_TOKENS)} (the byte alphabet and special tokens).")
+    tok = Tokenizer(models.BPE())
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level]) if split_digits else byte_level
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  show_progress=False)
+    tok.train_from_iterator(corpus, trainer=trainer)
+    return _fast_tokenizer(tok)
+
+def tiny_tokenizer(vocab: str = "bytes", corpus: list[str] | None = None, vocab_size: int = 384):
+    "A fast tokenizer with ChatML special tokens: 256 byte tokens (`vocab='bytes'`) or a byte-level BPE trained on `corpus` (`bpe_tokenizer`)."
+    from tokenizers import Tokenizer, models, pre_tokenizers, decoders
+    check(vocab in ("bytes", "bpe"), f"vocab must be 'bytes' or 'bpe', got {vocab!r}.")
+    if vocab == "bpe": return bpe_tokenizer(corpus or _DEFAULT_CORPUS * 4, vocab_size)
+    byte_vocab = {c: i for i, c in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    tok = Tokenizer(models.BPE(vocab=byte_vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens(SPECIAL_TOKENS)
+    return _fast_tokenizer(tok)
+
 
 # %% ../nbs/01_lm.ipynb #860467ab
 def tiny_lm(vocab: str = "bytes", corpus: list[str] | None = None, vocab_size: int = 384, d_model: int = 64,

@@ -6,16 +6,19 @@ Docs: https://latent-lm.github.io/latent_lm/tasks.html.md"""
 
 # %% ../nbs/07_tasks.ipynb #d7ace5fe
 from __future__ import annotations
-import re, math, random
+import re, math, json, random
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterable
-from .core import LatentLMError, check, stable_hash
-from .judge import parse_number, extract_answer
+from .core import LatentLMError, check, check_nonempty, stable_hash, atomic_write_json
+from .judge import (parse_number, extract_answer, normalize_answer, boxed_contents, answer_extractor, answers_equal,
+                             majority_answer)
 
 # %% auto #0
-__all__ = ['NAMES', 'ITEMS', 'OPS', 'STEP_TEMPLATES', 'GSM8K_PROMPT', 'MATH_PROMPT', 'QUESTION_ONLY', 'arithmetic_problem',
-           'arithmetic_problems', 'format_question', 'sft_records', 'normalize_answer', 'boxed_contents',
-           'answer_extractor', 'answers_equal', 'check_answer', 'check_steps', 'solution_paths', 'task_tokenizer',
-           'arithmetic_tokenizer']
+__all__ = ['NAMES', 'ITEMS', 'OPS', 'STEP_TEMPLATES', 'GSM8K_PROMPT', 'MATH_PROMPT', 'QUESTION_ONLY', 'EVAL_KEYS',
+           'arithmetic_problem', 'arithmetic_problems', 'format_question', 'sft_records', 'check_answer', 'check_steps',
+           'solution_paths', 'task_tokenizer', 'arithmetic_tokenizer', 'SeedModelConfig', 'greedy_accuracy',
+           'train_seed_model', 'evaluate_answers', 'eval_metrics']
 
 # %% ../nbs/07_tasks.ipynb #0c7d9298
 NAMES = ("Ada", "Ben", "Cleo", "Dan", "Eva", "Finn", "Gus", "Hana", "Ivo", "Jo", "Kai", "Lea", "Max", "Nia", "Omar", "Pia",
@@ -101,67 +104,6 @@ def sft_records(problems: list[dict], template: str = QUESTION_ONLY, paths: str 
             for p in problems for sol in ([p["solution"]] if paths == "one" else solution_paths(p))]
 
 # %% ../nbs/07_tasks.ipynb #0b2d1106
-_HASH_NUM = re.compile(r"####\s*\$?\s*(-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|-?\.\d+)")
-
-def normalize_answer(x) -> int | float | str | None:
-    "A canonical, hashable form of an answer: an int for integral numbers, a float, a cleaned string, or None."
-    if x is None or isinstance(x, bool): return None if x is None else str(x)
-    if isinstance(x, (int, float)):
-        if not math.isfinite(x): return None
-        return int(x) if float(x).is_integer() else float(x)
-    s = re.sub(r"\s+", " ", str(x)).strip().strip("$").strip().rstrip(".").strip()
-    if not s: return None
-    if re.fullmatch(r"-?\$?\s*(\d{1,3}(,\d{3})+|\d+)?(\.\d+)?\s*%?", s) and re.search(r"\d", s):
-        v = parse_number(s)
-        if v is not None: return normalize_answer(v)
-    return s
-
-def boxed_contents(text: str) -> list[str]:
-    "The contents of every `\\boxed{...}` in `text`, nested braces allowed (unclosed ones are skipped)."
-    out, i = [], 0
-    while (i := text.find("\\boxed{", i)) >= 0:
-        j, depth = i + len("\\boxed{"), 1
-        while j < len(text) and depth:
-            depth += {"{": 1, "}": -1}.get(text[j], 0); j += 1
-        if depth == 0: out.append(text[i + len("\\boxed{"):j - 1])
-        i = j
-    return out
-
-def _hash_answer(text):
-    ms = _HASH_NUM.findall(text)
-    return ms[-1] if ms else None
-
-def answer_extractor(fmt: str | Callable | re.Pattern = "####") -> Callable[[str], Any]:
-    "A function response -> normalised final answer (None if there is none), for `fmt` as in the table above."
-    if isinstance(fmt, re.Pattern) or (isinstance(fmt, str) and fmt.startswith("re:")):
-        if isinstance(fmt, str):
-            try: rx = re.compile(fmt[3:])
-            except re.error as e: raise LatentLMError(f"answer format {fmt!r}: invalid regular expression ({e}).") from None
-        else: rx = fmt
-        def by_regex(text):
-            if not isinstance(text, str): return None
-            ms = list(rx.finditer(text))
-            if not ms: return None
-            m = ms[-1]
-            return normalize_answer(m.group(1) if rx.groups else m.group(0))
-        return by_regex
-    if callable(fmt):
-        def by_fn(text):
-            return normalize_answer(fmt(text)) if isinstance(text, str) else None
-        return by_fn
-    fns = {"####": _hash_answer, "hash": _hash_answer, "boxed": lambda t: (boxed_contents(t) or [None])[-1],
-           "last_number": parse_number, "auto": extract_answer}
-    check(fmt in fns, f"Unknown answer format {fmt!r}: use '####', 'boxed', 'last_number', 'auto', 're:<pattern>', "
-                      "a compiled regex, or a function text -> answer.")
-    f = fns[fmt]
-    return lambda text: normalize_answer(f(text)) if isinstance(text, str) and text.strip() else None
-
-def answers_equal(a, b, abs_tol: float = 1e-6) -> bool:
-    "Whether two normalised answers are the same (numbers within `abs_tol`; strings exactly). None never equals anything."
-    if a is None or b is None: return False
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)): return math.isclose(a, b, rel_tol=0.0, abs_tol=abs_tol)
-    return a == b
-
 def check_answer(response: str, gold, fmt: str | Callable | re.Pattern = "####") -> bool:
     "The checker: whether the final answer of `response` (read with `fmt`) equals `gold`."
     return answers_equal(answer_extractor(fmt)(response), normalize_answer(gold))
@@ -197,25 +139,147 @@ def solution_paths(problem: dict, max_paths: int = 24) -> list[str]:
 
 # %% ../nbs/07_tasks.ipynb #a4283c47
 def task_tokenizer(corpus: Iterable[str], vocab_size: int = 400):
-    "A byte-level BPE tokenizer learned on `corpus` with one token per digit and ChatML special tokens (pad, im_start, im_end)."
-    from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
-    from transformers import PreTrainedTokenizerFast
-    from latent_lm.lm import CHATML_TEMPLATE, SPECIAL_TOKENS
-    corpus = [t for t in corpus if isinstance(t, str) and t]
-    check(len(corpus) > 0, "task_tokenizer needs a non-empty corpus of strings to learn its merges from.")
-    check(vocab_size > 256 + len(SPECIAL_TOKENS), f"vocab_size must exceed {256 + len(SPECIAL_TOKENS)} (the byte alphabet and special tokens).")
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
-                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
-    tok.train_from_iterator(corpus, trainer=trainer)
-    t = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<|im_end|>", bos_token=None)
-    t.chat_template = CHATML_TEMPLATE
-    return t
+    "A byte-level BPE tokenizer learned on `corpus` with one token per digit (`latent_lm.lm.bpe_tokenizer` with `split_digits=True`)."
+    from latent_lm.lm import bpe_tokenizer
+    return bpe_tokenizer(corpus, vocab_size, split_digits=True)
 
 def arithmetic_tokenizer(vocab_size: int = 400, n: int = 2000, seed: int = 0):
     "`task_tokenizer` learned on arithmetic problems and their worked solutions (all difficulties share the templates)."
     probs = arithmetic_problems(n, seed=seed, n_steps=(1, 4), ops=OPS)
     return task_tokenizer([p["question"] + "\n" + p["solution"] for p in probs], vocab_size)
+
+# %% ../nbs/07_tasks.ipynb #e7622b53
+@dataclass
+class SeedModelConfig:
+    """The seed model M0 of a loop method: a name or path for `load_lm`, or 'tiny' = a small model trained from scratch on
+    the task's worked solutions until its greedy dev accuracy reaches `target_accuracy`.
+
+    Args:
+        init: 'tiny', or a model name / folder / .gguf for latent_lm.lm.load_lm
+        chat: render prompts with the chat template
+        tokenizer: tiny model only: 'task' (BPE with one token per digit) or 'bytes'
+        d_model: tiny model width
+        n_layers: tiny model depth
+        n_heads: attention heads
+        max_len: context length of the tiny model
+        pretrain_problems: problems with worked solutions to train it on
+        pretrain_paths: 'all': every valid derivation of each problem; 'one': the given one
+        pretrain_steps: at most this many steps (stops earlier at the target)
+        pretrain_lr: its learning rate
+        pretrain_batch_size: its batch size
+        target_accuracy: stop when greedy dev accuracy reaches this
+        eval_every: steps between dev evaluations
+        fine_eval_every: steps between them once dev accuracy passes half the target
+        n_dev: dev problems
+    """
+    init: str = "tiny"
+    chat: bool = False
+    tokenizer: str = "task"
+    d_model: int = 64
+    n_layers: int = 4
+    n_heads: int = 4
+    max_len: int = 256
+    pretrain_problems: int = 4000
+    pretrain_paths: str = "all"
+    pretrain_steps: int = 2500
+    pretrain_lr: float = 3e-3
+    pretrain_batch_size: int = 32
+    target_accuracy: float = 0.3
+    eval_every: int = 25
+    fine_eval_every: int = 5
+    n_dev: int = 200
+
+    def check(self, where: str = "model"):
+        check(isinstance(self.init, str) and self.init.strip(), f"{where}.init must be 'tiny' or a model name/path, got {self.init!r}.")
+        check(self.tokenizer in ("task", "bytes"), f"{where}.tokenizer must be 'task' or 'bytes', got {self.tokenizer!r}.")
+        check(self.pretrain_paths in ("one", "all"), f"{where}.pretrain_paths must be 'one' or 'all', got {self.pretrain_paths!r}.")
+        check(0 < self.target_accuracy <= 1, f"{where}.target_accuracy must be in (0, 1], got {self.target_accuracy}.")
+        for f in ("d_model", "n_layers", "n_heads", "max_len", "pretrain_problems", "pretrain_steps", "pretrain_batch_size", "eval_every",
+                  "fine_eval_every", "n_dev"):
+            check(getattr(self, f) >= 1, f"{where}.{f} must be >= 1, got {getattr(self, f)}.")
+        check(self.d_model % self.n_heads == 0, f"{where}.d_model ({self.d_model}) must be divisible by {where}.n_heads ({self.n_heads}).")
+        check(self.pretrain_lr > 0, f"{where}.pretrain_lr must be > 0, got {self.pretrain_lr}.")
+
+# %% ../nbs/07_tasks.ipynb #d9f5e41f
+def greedy_accuracy(model, tokenizer, problems: list[dict], template: str = QUESTION_ONLY, answer_format="####", chat: bool = False,
+                    max_new_tokens: int = 64, batch_size: int = 64) -> float:
+    "Fraction of `problems` (`{question, answer}`) whose greedy response has the right final answer."
+    from latent_lm.generate import HFGenerator
+    gen = HFGenerator(model, tokenizer, batch_size=batch_size)
+    outs = gen.generate([format_question(p, template) for p in problems], n=1, temperature=0, max_new_tokens=max_new_tokens, chat=chat)
+    ex = answer_extractor(answer_format)
+    return sum(answers_equal(ex(o[0].text), normalize_answer(p["answer"])) for o, p in zip(outs, problems)) / len(problems)
+
+def train_seed_model(cfg: SeedModelConfig, train_records: list[dict], dev: list[dict], out_dir, template: str = QUESTION_ONLY,
+                     answer_format="####", max_new_tokens: int = 64, seed: int = 0, tokenizer=None) -> dict:
+    """Train a tiny model from scratch by SFT on `train_records` (`{prompt, completion}`) until its greedy accuracy on `dev`
+    reaches `cfg.target_accuracy` (or `cfg.pretrain_steps`); export it atomically to `out_dir`. Finished = `out_dir/latent_lm_done.json`."""
+    from lightning.pytorch import Callback, seed_everything
+    from latent_lm.lm import tiny_lm
+    from latent_lm.prefs import SFTModule, SFTDataModule
+    from latent_lm.rounds import fit_interruptible
+    from latent_lm.train import make_trainer, quiet_lightning, save_pretrained_atomic
+    out_dir = Path(out_dir); done = out_dir / "latent_lm_done.json"
+    if done.exists(): return json.loads(done.read_text())
+    check_nonempty(train_records, "seed-model training records"); check_nonempty(dev, "dev problems")
+    model, tok = tiny_lm(d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads, max_len=cfg.max_len, seed=seed, tokenizer=tokenizer)
+    history = []
+    class StopAtAccuracy(Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            step = trainer.global_step
+            near = bool(history) and history[-1]["dev_accuracy"] >= cfg.target_accuracy / 2    # accuracy can jump: look closer
+            if step % (cfg.fine_eval_every if near else cfg.eval_every) and step < cfg.pretrain_steps: return
+            acc = greedy_accuracy(module.model, tok, dev, template, answer_format, cfg.chat, max_new_tokens)
+            module.model.train()
+            history.append({"step": step, "dev_accuracy": acc})
+            if acc >= cfg.target_accuracy: trainer.should_stop = True
+    seed_everything(seed, verbose=False)
+    sm = SFTModule(model, lr=cfg.pretrain_lr, save_hf=False)
+    dm = SFTDataModule(train_records, tok, batch_size=cfg.pretrain_batch_size, chat=cfg.chat, seed=seed)
+    quiet_lightning()
+    fit_interruptible(make_trainer(default_root_dir=str(out_dir.parent / (out_dir.name + "_train")), logger=False, enable_checkpointing=False,
+                                   max_steps=cfg.pretrain_steps, callbacks=[StopAtAccuracy()], num_sanity_val_steps=0), sm, dm)
+    save_pretrained_atomic(out_dir, sm.model, tok)
+    info = {"steps": history[-1]["step"] if history else 0, "dev_accuracy": history[-1]["dev_accuracy"] if history else None,
+            "history": history, "n_records": len(train_records)}
+    atomic_write_json(done, info)
+    return info
+
+# %% ../nbs/07_tasks.ipynb #0f96e713
+def evaluate_answers(generator, problems: list[dict], template: str = QUESTION_ONLY, answer_format="####", chat: bool = False,
+                     k: int = 8, temperature: float = 0.7, top_p: float = 1.0, max_new_tokens: int = 64, seed: int = 0,
+                     stop: list[str] | None = None, out=None, chunk_size: int = 16, desc: str = "evaluate") -> dict:
+    """Greedy and self-consistency (majority of `k` samples) accuracy of `generator` on `problems` (`{key, question, answer}`).
+    With `out`, the per-problem records go to that JSONL and a rerun resumes it; sample seeds come from `(seed, key)`."""
+    from latent_lm.rounds import SamplingConfig, sample, resumable_map
+    extract = answer_extractor(answer_format)
+    sc = SamplingConfig(k=k, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, stop=list(stop or []))
+    items = [{"key": p["key"], "prompt": format_question(p, template), "gold": p["answer"]} for p in check_nonempty(problems, "problems")]
+    def run(chunk):
+        prompts = [it["prompt"] for it in chunk]
+        greedy = generator.generate(prompts, n=1, temperature=0, max_new_tokens=max_new_tokens, stop=stop, chat=chat)
+        samples = sample(generator, chunk, sc, seed, chat=chat, tag="eval", carry=())
+        out_recs = []
+        for i, (it, g) in enumerate(zip(chunk, greedy)):
+            gold = normalize_answer(it["gold"])
+            answers = [extract(s["text"]) for s in samples[i * k:(i + 1) * k]]
+            maj, votes = majority_answer(answers)
+            ga = extract(g[0].text)
+            out_recs.append({"key": it["key"], "gold": it["gold"], "greedy": g[0].text, "greedy_answer": ga,
+                             "greedy_correct": bool(answers_equal(ga, gold)), "answers": answers, "majority": maj, "votes": votes,
+                             "sc_correct": bool(answers_equal(maj, gold)),
+                             "sample_accuracy": sum(answers_equal(a, gold) for a in answers) / len(answers)})
+        return out_recs
+    recs = resumable_map(out, items, run, chunk_size=chunk_size, desc=desc).records if out is not None else run(items)
+    return eval_metrics(recs)
+
+EVAL_KEYS = ("greedy_accuracy", "greedy_accuracy_se", "sc_accuracy", "sc_accuracy_se", "sample_accuracy", "n_test")
+
+def eval_metrics(recs: list[dict]) -> dict:
+    "Greedy accuracy, self-consistency accuracy (each with its standard error) and mean per-sample accuracy of evaluation records."
+    check_nonempty(recs, "evaluation records")
+    n = len(recs)
+    g, sc = sum(r["greedy_correct"] for r in recs) / n, sum(r["sc_correct"] for r in recs) / n
+    se = lambda p: math.sqrt(max(p * (1 - p), 1e-12) / n)
+    return {"greedy_accuracy": g, "greedy_accuracy_se": se(g), "sc_accuracy": sc, "sc_accuracy_se": se(sc),
+            "sample_accuracy": sum(r["sample_accuracy"] for r in recs) / n, "n_test": n}

@@ -112,3 +112,22 @@ def test_rule_judges():
     assert CallableJudge(lambda p, r: None if r == "?" else len(r)).compare(["p", "p"], ["aa", "?"], ["a", "b"])[0].winner == "A"
     assert CallableJudge(lambda p, r: None if r == "?" else len(r)).compare(["p"], ["?"], ["b"])[0].winner is None
     with pytest.raises(LatentLMError, match="2 prompts but 1"): RegexJudge("x").score(["a", "b"], ["x"])
+
+
+@pytest.mark.parametrize("text,want", [
+    ("#### 3/4", 0.75), ("#### 6/8 of it", 0.75), ("#### -1/2", -0.5), ("#### 12/4", 3), ("#### 3/0", None), ("#### 3", 3),
+    ("#### 1,200/4", 300), ("#### 2.5/0.5", 5), ("no answer", None),
+])
+def test_hash_extractor_reads_fractions_whole(text, want):
+    "'#### 3/4' is 0.75 (it was read as 3); a zero denominator is no answer; the auto extractor agrees."
+    from latent_lm.judge import answer_extractor, normalize_answer
+    got = answer_extractor("####")(text)
+    assert got == want if want is None else got == pytest.approx(want)
+    if want is not None: assert normalize_answer(extract_answer(text)) == pytest.approx(want)
+
+
+def test_one_extractor_everywhere():
+    "tasks and ScPO use judge's extractor itself, not copies."
+    import latent_lm.judge as J, latent_lm.tasks as T, latent_lm.scpo.vote as V
+    assert T.answer_extractor is J.answer_extractor and V.answer_extractor is J.answer_extractor
+    assert T.boxed_contents is J.boxed_contents and T.normalize_answer is J.normalize_answer and V.majority_answer is J.majority_answer

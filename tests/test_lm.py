@@ -52,3 +52,14 @@ def test_prompt_prefix_no_double_bos():
     p = encode_prompt(tok, chat_prompt(tok, "hi there")); c = encode_completion(tok, "general kenobi")
     whole = tok(chat_prompt(tok, "hi there"), add_special_tokens=False)["input_ids"]
     assert p == whole and tok.decode(p + c).endswith("general kenobi<|im_end|>")
+
+
+def test_one_bpe_recipe():
+    "tiny_tokenizer('bpe') and tasks.task_tokenizer are the same recipe (lm.bpe_tokenizer), the latter with digits split."
+    from latent_lm.lm import bpe_tokenizer, tiny_tokenizer
+    from latent_lm.tasks import task_tokenizer
+    corpus = ["Ada has 12 apples. Ada buys 345 more.", "12 + 345 = 357\n#### 357"] * 30
+    assert tiny_tokenizer("bpe", corpus, 300)("Ada has 357").input_ids == bpe_tokenizer(corpus, 300)("Ada has 357").input_ids
+    t = task_tokenizer(corpus, 300)
+    assert t("Ada has 357").input_ids == bpe_tokenizer(corpus, 300, split_digits=True)("Ada has 357").input_ids
+    assert all(len(x.lstrip("Ġ")) == 1 for x in t.convert_ids_to_tokens(t("357 9").input_ids) if any(c.isdigit() for c in x))

@@ -126,24 +126,30 @@ def test_somers_d_hand_computed():
     assert somers_d([0.75, 0.25, 0.5], [0, 1, 1]) == pytest.approx(-1.0)
 
 
-# ---------------------------------------------------------------- the CLI on the tiny config
+# ---------------------------------------------------------------- `latent-lm scpo run` on the tiny config (shrunk)
 
-SHRINK = ["rounds=2", "task.n_train=16", "task.n_test=16", "sampling.k=4", "sampling.batch_size=32", "sampling.max_new_tokens=32",
-          "select.thresholds=[0.25]", "model.pretrain_steps=40", "model.eval_every=20", "model.n_dev=16",
-          "model.pretrain_problems=400", "train.epochs=1", "train.batch_size=8", "eval.k=4"]
+SHRINK = ["--rounds", "2", "--task.n_train", "16", "--task.n_test", "16", "--sampling.k", "4", "--sampling.batch_size", "32",
+          "--sampling.max_new_tokens", "32", "--select.thresholds", "[0.25]", "--model.pretrain_steps", "40", "--model.eval_every", "20",
+          "--model.n_dev", "16", "--model.pretrain_problems", "400", "--train.epochs", "2", "--train.batch_size", "8", "--eval.k", "4"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "LATENT_LM_QUIET": "1"}
 
 
-def _cli(run_dir, extra=()):
-    args = [sys.executable, "-c", "import sys; from latent_lm.scpo.run import cli_run; sys.exit(cli_run(sys.argv[1:]))",
-            "--config", str(TINY), "--run-dir", str(run_dir), *[x for s in SHRINK for x in ("--set", s)], *extra]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "LATENT_LM_QUIET": "1"}
-    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=900)
+def _args(run_dir, extra=()):
+    return [sys.executable, "-m", "latent_lm.scpo.app", "--config", str(TINY), "--run_dir", str(run_dir), *SHRINK, *extra]
+
+
+def _cli(run_dir, extra=(), env=None):
+    return subprocess.run(_args(run_dir, extra), capture_output=True, text=True, env=env or ENV, timeout=900)
+
+
+def _start(run_dir, extra=()):
+    return subprocess.Popen(_args(run_dir, extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     d = tmp_path_factory.mktemp("scpo") / "run"
-    r = _cli(d, ["--json"])
+    r = _cli(d, ["--json"], env={**ENV, "LATENT_LM_QUIET": "0"})         # progress on: stdout must still be pure JSON
     assert r.returncode == 0, r.stderr[-3000:]
     return d, json.loads(r.stdout)
 
@@ -156,6 +162,7 @@ def test_cli_tiny_config_runs(tiny_run):
     for k in (0, 1):
         rd = d / f"round_{k}"
         assert (rd / "model" / "config.json").exists() and (rd / "model" / "latent_lm_done.json").exists()
+        assert not (rd / "train" / "checkpoints").exists()                  # deleted once the round's marker is written
         assert len(read_jsonl(rd / "generations.jsonl")) >= 16 * 4
         sel = read_jsonl(rd / "selected.jsonl")
         assert sel and all(0 < r["weight"] <= 1 for r in sel)
@@ -172,31 +179,112 @@ def test_cli_tiny_config_runs(tiny_run):
     assert cfg["task"]["n_train"] == 16 and cfg["run_dir"] == str(d)
 
 
-def test_cli_resumes_an_interrupted_round(tiny_run):
+def test_cli_rerun_is_a_no_op_and_other_config_is_an_error(tiny_run):
     d, s = tiny_run
-    d2 = d.parent / "resumed"
-    shutil.copytree(d, d2)
-    r1 = d2 / "round_1"
-    first_chunk = {r["key"] for r in read_jsonl(r1 / "prompts.jsonl")[:8]}      # chunk = sampling.batch_size // k = 8 problems
-    gens = read_jsonl(r1 / "generations.jsonl")
-    write_jsonl(r1 / "generations.jsonl", [g for g in gens if g["key"] in first_chunk])   # one chunk survived the "crash"
-    for p in ["generations.jsonl.done", "scores.jsonl", "scores.jsonl.done", "selected.jsonl", "selected.jsonl.done",
-              "selection.json", "metrics.json"]:
-        (r1 / p).unlink()
-    shutil.rmtree(r1 / "model"); shutil.rmtree(r1 / "train")
-    (d2 / "eval" / "m2.jsonl").unlink(); (d2 / "eval" / "m2.jsonl.done").unlink(missing_ok=True)
-    r = _cli(d2, ["--json"])
-    assert r.returncode == 0, r.stderr[-3000:]
-    s2 = json.loads(r.stdout)
-    assert read_jsonl(r1 / "generations.jsonl") == read_jsonl(d / "round_1" / "generations.jsonl")
-    assert read_jsonl(r1 / "selected.jsonl") == read_jsonl(d / "round_1" / "selected.jsonl")
-    for a, b in zip(s["models"], s2["models"]):
-        assert a["greedy_accuracy"] == b["greedy_accuracy"] and a["sc_accuracy"] == b["sc_accuracy"]
+    before = {p: p.read_bytes() for p in d.rglob("*.json*")}
+    r = _cli(d, ["--json"])
+    assert r.returncode == 0 and json.loads(r.stdout)["models"] == s["models"]
+    r = _cli(d, ["--sampling.temperature", "0.9"])
+    assert r.returncode == 2 and "sampling.temperature: 0.7 -> 0.9" in r.stderr, r.stderr[-2000:]
+    assert {p: p.read_bytes() for p in d.rglob("*.json*")} == before      # config.json and every record untouched
 
 
-def test_cli_bad_config(tmp_path):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("task:\n  n_trian: 3\n")
-    r = subprocess.run([sys.executable, "-c", "import sys; from latent_lm.scpo.run import cli_run; sys.exit(cli_run(sys.argv[1:]))",
-                        "--config", str(bad)], capture_output=True, text=True)
-    assert r.returncode != 0 and "Unknown keys ['n_trian'] in section 'task'" in r.stderr
+BAD = [  # (extra arguments, text the message must contain)
+    (["--sampling.top_p", "1.5"], "sampling.top_p"),
+    (["--sampling.k", "four"], "sampling.k"),
+    (["--sampling.k", "1"], "sampling.k must be >= 2"),
+    (["--select.mode", "best"], "select.mode"),
+    (["--select.thresholds", "[0.5, 2]"], "select.thresholds"),
+    (["--select.mode", "semi"], "task.n_labeled"),
+    (["--rounds", "0"], "rounds"),
+    (["--rounds", "two"], "rounds"),
+    (["--train.lr", "-1"], "train.lr"),
+    (["--train.lr_schedule", "step"], "train.lr_schedule"),
+    (["--eval.temperature", "0"], "eval.temperature"),
+    (["--model.tokenizer", "words"], "model.tokenizer"),
+    (["--model.target_accuracy", "1.5"], "model.target_accuracy"),
+    (["--model.d_model", "30"], "divisible"),
+    (["--task.template", "no placeholder"], "task.template"),
+    (["--task.answer_format", "re:(("], "invalid regular expression"),
+    (["--task.difficulty", "{ops: '-'}"], "needs '+' or '*'"),
+    (["--task.difficulty", "{n_step: 3}"], "task.difficulty"),
+    (["--task.n_labeled", "99"], "task.n_labeled"),
+    (["--task.name", "gsm8k"], "task.name"),
+    (["--sampling.bogus", "1"], "sampling.bogus"),
+]
+
+
+@pytest.mark.parametrize("extra,needle", BAD, ids=[" ".join(e) for e, _ in BAD])
+def test_bad_input_exit_2_names_the_field_writes_nothing(tmp_path, capsys, extra, needle):
+    "In-process (the parser and checks are what `python -m latent_lm.scpo.app` runs; test_bad_paths runs it as a process)."
+    from latent_lm.scpo.app import main
+    d = tmp_path / "run"
+    try: rc = main(["--config", str(TINY), "--run_dir", str(d), *SHRINK, *extra])
+    except SystemExit as e: rc = e.code
+    err = capsys.readouterr().err
+    assert rc == 2, (rc, err[-1500:])
+    assert needle in err, err[-1500:]
+    assert not d.exists(), "a rejected config must write nothing"
+
+
+def test_bad_paths(tmp_path):
+    (tmp_path / "file").write_text("x")
+    r = _cli(tmp_path / "file")
+    assert r.returncode == 2 and "run_dir" in r.stderr and "is a file" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "latent_lm.scpo.app", "--config", str(tmp_path / "missing.yaml")], capture_output=True, text=True, env=ENV)
+    assert r.returncode == 2 and "missing.yaml" in r.stderr
+    (tmp_path / "bad.yaml").write_text("task:\n  n_trian: 3\n")
+    r = subprocess.run([sys.executable, "-m", "latent_lm.scpo.app", "--config", str(tmp_path / "bad.yaml"), "--run_dir", str(tmp_path / "r")],
+                       capture_output=True, text=True, env=ENV)
+    assert r.returncode == 2 and "n_trian" in r.stderr and not (tmp_path / "r").exists()
+
+
+def test_registry_cli_routes_bad_input(tmp_path):
+    "Through `latent-lm scpo run` (the registry's CLI) too: exit 2, the field named, nothing written."
+    r = subprocess.run([sys.executable, "-c", "import sys; from latent_lm.cli import main; sys.exit(main(sys.argv[1:]))", "scpo", "run",
+                        "--config", str(TINY), "--run_dir", str(tmp_path / "r"), "--sampling.top_p", "1.5"], capture_output=True, text=True, env=ENV)
+    assert r.returncode == 2 and "sampling.top_p" in r.stderr, r.stderr[-1500:]
+    assert not (tmp_path / "r").exists()
+
+
+# ---------------------------------------------------------------- crash points: kill anywhere, resume, byte-identical
+
+def _artifacts(d: Path) -> dict:
+    "The run's outputs by relative path: records, selections, metrics, summary and model weights (not training logs, locks or temp files)."
+    out = {}
+    for p in sorted(d.rglob("*")):
+        rel = p.relative_to(d)
+        if not p.is_file() or rel.parts[0] in ("figures", "init_model_train") or "train" in rel.parts[:-1]: continue
+        if p.name.endswith(".lock") or (p.name.startswith(".") and ".tmp" in p.name): continue
+        out[str(rel)] = p.read_bytes()
+    return out
+
+
+STAGES = ["init_model/latent_lm_done.json", "eval/m0.jsonl", "round_0/generations.jsonl", "round_0/selected.jsonl.done",
+          "round_0/model/latent_lm_done.json", "eval/m1.jsonl", "round_1/generations.jsonl", "round_1/model/latent_lm_done.json",
+          "eval/m2.jsonl", "summary.json"]
+
+
+def _stage(d: Path) -> tuple:
+    "How far a run got, as an ordered key: (how many of `STAGES` exist, bytes of records committed)."
+    return (sum((d / s).exists() for s in STAGES), sum(p.stat().st_size for p in d.glob("**/*.jsonl") if "train" not in p.parts))
+
+
+@pytest.mark.parametrize("n_kills", [4, pytest.param(20, marks=pytest.mark.slow)])
+def test_scpo_crash_points_are_byte_identical(tmp_path, n_kills):
+    from test_rounds import kill_and_resume, timed_run
+    d, extra = tmp_path / "run", ["--json", "--model.pretrain_steps", "8", "--model.eval_every", "4"]   # a short M0: the rounds get most kills
+    out, work, timeline = timed_run(lambda: _start(d, extra), d / ".lock", lambda: _stage(d))
+    expected = _artifacts(d)
+    assert any(k.endswith("model.safetensors") for k in expected) and "summary.json" in expected
+    shutil.move(d, tmp_path / "ref")                          # same path for the crashed run: paths appear in the summary
+    out2, kills = kill_and_resume(lambda: _start(d, extra), d / ".lock", n_kills=n_kills, timeline=timeline, span=work, seed=n_kills,
+                                  stage=lambda: _stage(d))
+    print(f"kills ({len(kills)}):", kills)
+    assert len(kills) >= max(3, n_kills // 2), f"only {len(kills)} kills landed: {kills}"
+    assert len({k[0] for k in kills}) >= min(4, max(2, n_kills // 3)), f"the kills did not spread over the pipeline: {kills}"
+    got = _artifacts(d)
+    assert sorted(got) == sorted(expected)
+    bad = [k for k in expected if got[k] != expected[k]]
+    assert not bad, f"differ after kills {kills}: {bad}"
+    assert json.loads(out2)["models"] == json.loads(out)["models"]

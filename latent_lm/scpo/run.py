@@ -1,4 +1,4 @@
-"""Iterative ScPO with `RoundLoop`: sample k answers from the current model, vote, train the weighted DPO + NLL loss against the model that generated the data, repeat; baselines (IRPO with gold answers, unweighted, LMSI), a YAML-driven `latent-lm scpo run`, pictures and the tour.
+"""Iterative ScPO on the shared loop (`latent_lm.rounds`): sample k answers from the current model, vote, train the weighted DPO + NLL loss against the model that generated the data, repeat; the baselines (IRPO with gold answers, unweighted, semi-supervised, LMSI) are selection modes.
 
 Docs: https://latent-lm.github.io/latent_lm/scpo_run.html.md"""
 
@@ -6,194 +6,124 @@ Docs: https://latent-lm.github.io/latent_lm/scpo_run.html.md"""
 
 # %% ../../nbs/41_scpo_run.ipynb #7f22b62d
 from __future__ import annotations
-import os, io, sys, json, math, shutil, argparse, dataclasses, contextlib, warnings, logging, time
+import json, math
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
-from typing import Any, Callable
-import torch
-from ..core import LatentLMError, check, check_nonempty, set_seed, stable_hash, atomic_write_json, read_jsonl, progress
-from ..lm import tiny_lm, load_lm
+from ..core import LatentLMError, check, atomic_write_json, read_jsonl, stable_hash
+from ..lm import load_lm
 from ..generate import HFGenerator
-from ..rounds import RoundLoop, resumable_map
-from ..tasks import (arithmetic_problems, arithmetic_tokenizer, format_question, sft_records, answer_extractor, answers_equal,
-                             normalize_answer, QUESTION_ONLY, GSM8K_PROMPT)
-from .vote import (select_pairs, select_majority, vote_stats, somers_d, majority_answer, synthesize_problems,
-                                 SELECT_MODES)
+from ..judge import answer_extractor, answers_equal, normalize_answer
+from ..rounds import RoundLoop, SamplingConfig, TrainConfig, EvalConfig, config_from_dict, load_yaml, sample, train_round
+from ..tasks import (arithmetic_problems, arithmetic_tokenizer, format_question, sft_records, SeedModelConfig, train_seed_model,
+                             evaluate_answers, EVAL_KEYS, QUESTION_ONLY)
+from .vote import select_pairs, select_majority, vote_stats, somers_d, synthesize_problems, SELECT_MODES
 
 # %% auto #0
-__all__ = ['EVAL_KEYS', 'TOUR_CONFIG', 'TaskConfig', 'ModelConfig', 'SamplingConfig', 'SelectConfig', 'TrainConfig', 'EvalConfig',
-           'ScPOConfig', 'config_from_dict', 'validate_config', 'set_override', 'load_config', 'test_problems',
-           'pretrain_problems', 'round_problems', 'greedy_accuracy', 'pretrain_tiny', 'ScPORun', 'eval_metrics',
-           'round_stats', 'run_scpo', 'plot_votes', 'plot_accuracy_vs_votes', 'plot_rounds', 'save_figures',
-           'format_summary', 'cli_run', 'tour']
+__all__ = ['TaskConfig', 'ScPOSamplingConfig', 'SelectConfig', 'ScPOConfig', 'load_config', 'test_problems', 'pretrain_problems',
+           'round_problems', 'ScPORun', 'round_stats', 'run_scpo']
 
 # %% ../../nbs/41_scpo_run.ipynb #c33dbff8
 @dataclass
 class TaskConfig:
-    "The problems: a generated task, its difficulty, prompt and answer format, and how many problems each round uses."
+    """The problems: a generated task, its difficulty, prompt and answer format, and how many problems each round uses.
+
+    Args:
+        name: the task ('arithmetic': multi-step word problems from latent_lm.tasks)
+        difficulty: arguments of tasks.arithmetic_problems (n_steps, ops, max_start, max_operand, max_factor)
+        template: prompt template containing {question} (tasks.GSM8K_PROMPT for instruction-tuned models)
+        answer_format: final-answer format: '####', 'boxed', 'auto', 'last_number' or 're:<pattern>'
+        n_train: fresh unlabeled problems per round
+        n_labeled: of which this many keep their gold answer (select.mode 'semi')
+        synthesize: extra problems per round written by a model from few-shot examples (paper, section 3.1)
+        synthesis_model: model that writes them (default: the current model M_t)
+        n_shots: seed problems shown per synthesis prompt
+        n_test: held-out test problems
+        seed: seed of the problem generator
+    """
     name: str = "arithmetic"
     difficulty: dict = field(default_factory=lambda: {"n_steps": 3, "ops": "+-", "max_start": 15, "max_operand": 9})
-    template: str = QUESTION_ONLY          # prompt template with {question}; GSM8K_PROMPT for instruction-tuned models
-    answer_format: str = "####"            # '####', 'boxed', 'auto', 'last_number' or 're:<pattern>'
-    n_train: int = 128                     # fresh unlabeled problems per round
-    n_labeled: int = 0                     # of which this many keep their gold answer (mode 'semi')
-    synthesize: int = 0                    # extra problems per round written by a model from few-shot examples
-    synthesis_model: str | None = None     # model that writes them (default: the current model M_t)
+    template: str = QUESTION_ONLY
+    answer_format: str = "####"
+    n_train: int = 128
+    n_labeled: int = 0
+    synthesize: int = 0
+    synthesis_model: str | None = None
     n_shots: int = 4
     n_test: int = 200
     seed: int = 0
 
 @dataclass
-class ModelConfig:
-    "The seed model M0: a name or path for `load_lm`, or 'tiny' = a small model trained here on the task's worked solutions."
-    init: str = "tiny"
-    chat: bool = False                     # render prompts with the chat template
-    tokenizer: str = "task"                # tiny model only, from here on: 'task' (BPE with one token per digit) or 'bytes'
-    d_model: int = 64
-    n_layers: int = 4
-    n_heads: int = 4
-    max_len: int = 256
-    pretrain_problems: int = 4000
-    pretrain_paths: str = "all"            # 'all': train on every valid derivation (tasks.solution_paths); 'one': the given one
-    pretrain_steps: int = 2500             # at most; stops earlier once dev accuracy reaches target_accuracy
-    pretrain_lr: float = 3e-3
-    pretrain_batch_size: int = 32
-    target_accuracy: float = 0.3           # stop pretraining when greedy dev accuracy reaches this
-    eval_every: int = 25
-    fine_eval_every: int = 5               # once dev accuracy passes half the target (it can rise steeply)
-    n_dev: int = 200
+class ScPOSamplingConfig(SamplingConfig):
+    """How the k responses per problem are drawn (paper: k=8, temperature 0.7, top-p 0.9), plus ScPO's refresh samples.
 
-@dataclass
-class SamplingConfig:
-    "How the k responses per problem are drawn (paper: k=8, temperature 0.7, top-p 0.9)."
-    k: int = 8
-    temperature: float = 0.7
-    top_p: float = 1.0
-    max_new_tokens: int = 64
-    batch_size: int = 64
-    refresh: int = 0                       # extra samples for problems whose k samples all agree (paper: 8)
+    Args:
+        refresh: extra samples for a problem whose k answers all agree, to find a rejected response (paper: 8)
+        refresh_temperature: their temperature (paper: 1.2)
+    """
+    refresh: int = 0
     refresh_temperature: float = 1.2
-    stop: list = field(default_factory=list)
 
 @dataclass
 class SelectConfig:
-    "How pairs are chosen: mode scpo | unweighted | semi | gold (IRPO) | lmsi (SFT on majority answers); threshold tau per round."
+    """How training data is chosen from the votes (the arms of the paper's comparison).
+
+    Args:
+        mode: scpo | unweighted | semi | gold (IRPO with gold answers) | lmsi (SFT on majority answers)
+        thresholds: vote threshold tau per round as a fraction of k (the last one repeats; paper: 0.5, 0.7)
+        reject_unparseable: a response without an answer can be the rejected one (it has V = 0)
+    """
     mode: str = "scpo"
-    thresholds: list = field(default_factory=lambda: [0.5, 0.7])
+    thresholds: list[float] = field(default_factory=lambda: [0.5, 0.7])
     reject_unparseable: bool = True
 
-@dataclass
-class TrainConfig:
-    "The weighted DPO + NLL training of each round (paper: beta 0.5, alpha 1, lr 5e-6 cosine, 10 epochs, batch 16)."
-    beta: float = 0.5
-    alpha: float = 1.0
-    lr: float = 1e-4
-    epochs: int = 2
-    max_steps: int = -1
-    batch_size: int = 16
-    lr_schedule: str = "cosine"
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
-    checkpoint: bool = True                # Lightning checkpoints each epoch, so a killed round resumes mid-training
-    trainer: dict = field(default_factory=dict)   # extra lightning.Trainer arguments: accelerator, devices, strategy, precision
-
-@dataclass
-class EvalConfig:
-    "Test-set evaluation of every model: greedy accuracy and self-consistency over k samples."
-    k: int = 8
-    temperature: float = 0.7
-    top_p: float = 1.0
-
+# %% ../../nbs/41_scpo_run.ipynb #4b2caf2b
 @dataclass
 class ScPOConfig:
-    "A whole ScPO run."
+    "A whole ScPO run: ScPO's own sections (task, select, sampling's refresh) and the shared ones."
     run_dir: str = "runs/scpo"
     rounds: int = 2
     seed: int = 0
     task: TaskConfig = field(default_factory=TaskConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    model: SeedModelConfig = field(default_factory=SeedModelConfig)
+    sampling: ScPOSamplingConfig = field(default_factory=ScPOSamplingConfig)
     select: SelectConfig = field(default_factory=SelectConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def threshold(self, k: int) -> float:
         "The vote threshold tau (a fraction of k) of round k: the last listed one repeats."
-        t = self.select.thresholds
-        return float(t[min(k, len(t) - 1)])
+        return float(self.select.thresholds[min(k, len(self.select.thresholds) - 1)])
 
-# %% ../../nbs/41_scpo_run.ipynb #320ead0d
-_SECTIONS = {"task": TaskConfig, "model": ModelConfig, "sampling": SamplingConfig, "select": SelectConfig, "train": TrainConfig, "eval": EvalConfig}
+    def fingerprint(self) -> dict:
+        "What the run folder is checked against: everything but where it is and how many rounds to run (more rounds extend a run)."
+        return {k: v for k, v in asdict(self).items() if k not in ("run_dir", "rounds")}
 
-def config_from_dict(d: dict) -> ScPOConfig:
-    "An `ScPOConfig` from nested dicts (the YAML's structure), rejecting unknown keys."
-    check(isinstance(d, dict), f"An ScPO config must be a mapping of sections, got {type(d).__name__}.")
-    top = {f.name for f in dataclasses.fields(ScPOConfig)}
-    bad = set(d) - top
-    check(not bad, f"Unknown config keys {sorted(bad)}; the top level has {sorted(top)}.")
-    kw = {}
-    for k, v in d.items():
-        if k in _SECTIONS:
-            cls = _SECTIONS[k]
-            v = {} if v is None else v
-            check(isinstance(v, dict), f"Config section '{k}' must be a mapping, got {v!r}.")
-            names = {f.name for f in dataclasses.fields(cls)}
-            bad = set(v) - names
-            check(not bad, f"Unknown keys {sorted(bad)} in section '{k}'; it has {sorted(names)}.")
-            kw[k] = cls(**v)
-        else: kw[k] = v
-    cfg = ScPOConfig(**kw)
-    validate_config(cfg)
-    return cfg
+    def check(self) -> "ScPOConfig":
+        "Check every value before anything runs; raise `LatentLMError` naming the field."
+        t, s, sel = self.task, self.sampling, self.select
+        check(isinstance(self.rounds, int) and self.rounds >= 1, f"rounds must be an integer >= 1, got {self.rounds!r}.")
+        check(isinstance(self.run_dir, str) and self.run_dir.strip(), f"run_dir must be a folder path, got {self.run_dir!r}.")
+        check(t.name == "arithmetic", f"task.name {t.name!r} is not a known task; the tasks layer provides 'arithmetic'.")
+        try: arithmetic_problems(1, **t.difficulty)
+        except TypeError as e: raise LatentLMError(f"task.difficulty: {e}") from None
+        check("{question}" in t.template, "task.template must contain '{question}'.")
+        answer_extractor(t.answer_format)
+        for f in ("n_train", "n_test", "n_shots"): check(getattr(t, f) >= 1, f"task.{f} must be >= 1, got {getattr(t, f)}.")
+        check(0 <= t.n_labeled <= t.n_train, f"task.n_labeled must be in [0, task.n_train={t.n_train}], got {t.n_labeled}.")
+        check(t.synthesize >= 0, f"task.synthesize must be >= 0, got {t.synthesize}.")
+        self.model.check("model"); s.check("sampling"); self.train.check("train"); self.eval.check("eval")
+        check(s.k >= 2, f"sampling.k must be >= 2 to vote, got {s.k}.")
+        check(s.refresh >= 0 and s.refresh_temperature > 0, f"sampling.refresh must be >= 0 and sampling.refresh_temperature > 0.")
+        check(sel.mode in SELECT_MODES + ("lmsi",), f"select.mode must be one of {SELECT_MODES + ('lmsi',)}, got {sel.mode!r}.")
+        check(len(sel.thresholds) >= 1 and all(0 < float(x) <= 1 for x in sel.thresholds),
+              f"select.thresholds are vote fractions tau in (0, 1], one per round (the last repeats); got {sel.thresholds!r}.")
+        check(sel.mode != "semi" or t.n_labeled > 0, "select.mode 'semi' needs task.n_labeled > 0 (problems that keep their gold answer).")
+        return self
 
-def validate_config(cfg: ScPOConfig):
-    "Check the values of a config; raise `LatentLMError` naming the bad one."
-    t, m, s, sel, tr, ev = cfg.task, cfg.model, cfg.sampling, cfg.select, cfg.train, cfg.eval
-    check(isinstance(cfg.rounds, int) and cfg.rounds >= 1, f"rounds must be an integer >= 1, got {cfg.rounds!r}.")
-    check(t.name == "arithmetic", f"task.name {t.name!r} is not a known task; the tasks layer provides 'arithmetic'.")
-    arithmetic_problems(1, **t.difficulty)                       # validates the difficulty keys and values
-    check("{question}" in t.template, "task.template must contain '{question}'.")
-    answer_extractor(t.answer_format)
-    for name in ("n_train", "n_test"): check(getattr(t, name) >= 1, f"task.{name} must be >= 1, got {getattr(t, name)}.")
-    check(0 <= t.n_labeled <= t.n_train, f"task.n_labeled must be in [0, n_train={t.n_train}], got {t.n_labeled}.")
-    check(t.synthesize >= 0, f"task.synthesize must be >= 0, got {t.synthesize}.")
-    check(s.k >= 2, f"sampling.k must be >= 2 to vote, got {s.k}.")
-    check(s.temperature > 0, f"sampling.temperature must be > 0 (k greedy samples would all agree), got {s.temperature}.")
-    check(ev.k >= 1 and ev.temperature > 0, f"eval.k must be >= 1 and eval.temperature > 0, got k={ev.k}, temperature={ev.temperature}.")
-    check(sel.mode in SELECT_MODES + ("lmsi",), f"select.mode must be one of {SELECT_MODES + ('lmsi',)}, got {sel.mode!r}.")
-    check(len(sel.thresholds) >= 1 and all(0 < float(x) <= 1 for x in sel.thresholds),
-          f"select.thresholds are vote fractions tau in (0, 1], one per round (the last repeats); got {sel.thresholds!r}.")
-    check(sel.mode != "semi" or t.n_labeled > 0, "select.mode 'semi' needs task.n_labeled > 0 (problems that keep their gold answer).")
-    check(tr.beta > 0 and tr.alpha >= 0 and tr.lr > 0, f"train needs beta > 0, alpha >= 0, lr > 0; got beta={tr.beta}, alpha={tr.alpha}, lr={tr.lr}.")
-    check(tr.epochs >= 1 or tr.max_steps > 0, "train.epochs must be >= 1 (or set train.max_steps).")
-    check(m.init == "tiny" or isinstance(m.init, str) and m.init.strip(), f"model.init must be 'tiny' or a model name/path, got {m.init!r}.")
-    check(0 < m.target_accuracy <= 1, f"model.target_accuracy must be in (0, 1], got {m.target_accuracy}.")
-    check(m.eval_every >= 1 and m.fine_eval_every >= 1 and m.n_dev >= 1,
-          f"model.eval_every, fine_eval_every and n_dev must be >= 1, got {m.eval_every}, {m.fine_eval_every}, {m.n_dev}.")
-    check(m.tokenizer in ("task", "bytes"), f"model.tokenizer must be 'task' or 'bytes', got {m.tokenizer!r}.")
-    check(m.pretrain_paths in ("one", "all"), f"model.pretrain_paths must be 'one' or 'all', got {m.pretrain_paths!r}.")
-
-def set_override(d: dict, dotted: str) -> dict:
-    "Apply one `section.key=value` override (value parsed as YAML) to a nested config dict."
-    check("=" in dotted, f"An override looks like section.key=value, got {dotted!r}.")
-    path, value = dotted.split("=", 1)
-    import yaml
-    keys, node = path.strip().split("."), d
-    for k in keys[:-1]: node = node.setdefault(k, {})
-    node[keys[-1]] = yaml.safe_load(value)
-    return d
-
-def load_config(source: str | Path | dict, overrides: list[str] = ()) -> ScPOConfig:
-    "An `ScPOConfig` from a YAML file or a dict, with `section.key=value` overrides."
-    if isinstance(source, dict): d = json.loads(json.dumps(source))
-    else:
-        import yaml
-        p = Path(source)
-        check(p.is_file(), f"Config file not found: {p}. Pass a YAML file such as configs/scpo/tiny.yaml.")
-        try: d = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e: raise LatentLMError(f"{p} is not valid YAML: {e}") from None
-    for o in overrides: set_override(d, o)
-    return config_from_dict(d)
+def load_config(source: str | Path | dict) -> ScPOConfig:
+    "A checked `ScPOConfig` from a YAML file or a dict with the YAML's sections."
+    d = json.loads(json.dumps(source)) if isinstance(source, dict) else load_yaml(source)
+    return config_from_dict(ScPOConfig, d).check()
 
 # %% ../../nbs/41_scpo_run.ipynb #0a00e770
 def _seed(*parts) -> int: return int(stable_hash(*parts), 16) % (2**31 - 1)
@@ -211,256 +141,119 @@ def pretrain_problems(cfg: ScPOConfig) -> tuple[list[dict], list[dict]]:
     return train, dev
 
 def round_problems(cfg: ScPOConfig, k: int) -> list[dict]:
-    "Round k's problems as loop items `{key, prompt, question, gold, labeled}`."
+    "Round k's problems as loop items `{key, prompt, question, gold, labeled, source}`."
     test_q = {p["question"] for p in test_problems(cfg)}
     probs = arithmetic_problems(cfg.task.n_train, seed=_seed(cfg.task.seed, "round", k), exclude=test_q, **cfg.task.difficulty)
-    labeled = cfg.select.mode == "gold" or (cfg.select.mode == "semi")
+    mode = cfg.select.mode
     return [{"key": p["key"], "prompt": format_question(p, cfg.task.template), "question": p["question"], "gold": p["answer"],
-             "labeled": bool(cfg.select.mode == "gold" or (labeled and i < cfg.task.n_labeled)), "source": "task"}
-            for i, p in enumerate(probs)]
+             "labeled": mode == "gold" or (mode == "semi" and i < cfg.task.n_labeled), "source": "task"} for i, p in enumerate(probs)]
 
 # %% ../../nbs/41_scpo_run.ipynb #b0410dca
-def greedy_accuracy(model, tokenizer, problems: list[dict], template: str = QUESTION_ONLY, answer_format="####", chat: bool = False,
-                    max_new_tokens: int = 64, batch_size: int = 64) -> float:
-    "Fraction of `problems` whose greedy response has the right final answer."
-    gen = HFGenerator(model, tokenizer, batch_size=batch_size)
-    outs = gen.generate([format_question(p, template) for p in problems], n=1, temperature=0, max_new_tokens=max_new_tokens, chat=chat)
-    ex = answer_extractor(answer_format)
-    return sum(answers_equal(ex(o[0].text), normalize_answer(p["answer"])) for o, p in zip(outs, problems)) / len(problems)
-
-def _trainer(root, max_steps=-1, max_epochs=None, callbacks=(), logger=True, **kw):
-    import lightning as L
-    from lightning.pytorch.loggers import CSVLogger
-    opts = dict(accelerator="auto", devices=1, default_root_dir=str(root), max_steps=max_steps, max_epochs=max_epochs,
-                enable_progress_bar=not _is_quiet(), enable_model_summary=False, log_every_n_steps=1, num_sanity_val_steps=0,
-                logger=CSVLogger(str(root), name="", version="") if logger else False, callbacks=list(callbacks), enable_checkpointing=False)
-    opts.update(kw)
-    return L.Trainer(**opts)
-
-def _is_quiet() -> bool:
-    return os.environ.get("LATENT_LM_QUIET", "0") not in ("", "0") or bool(os.environ.get("IN_TEST"))
-
-@contextlib.contextmanager
-def _quiet_lightning():
-    "Silence Lightning's info banners and (when LATENT_LM_QUIET is set) transformers' progress bars while training."
-    names = ["lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "lightning.fabric.utilities.seed"]
-    old = [logging.getLogger(n).level for n in names]
-    for n in names: logging.getLogger(n).setLevel(logging.WARNING)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*(does not have many workers|LeafSpec|tensorboardX|Checkpoint directory|"
-                                                  "no `val_dataloader`|You defined a `validation_step`).*")
-        try: yield
-        finally:
-            for n, l in zip(names, old): logging.getLogger(n).setLevel(l)
-
-def _quiet_transformers():
-    if _is_quiet():
-        from transformers.utils import logging as tlog
-        tlog.disable_progress_bar()
-
-def pretrain_tiny(cfg: ScPOConfig, out_dir) -> dict:
-    "Train the tiny seed model on worked solutions until greedy dev accuracy reaches `model.target_accuracy`; save it to `out_dir`."
-    import lightning as L
-    from latent_lm.prefs import SFTModule, SFTDataModule
-    out_dir, m = Path(out_dir), cfg.model
-    done = out_dir / "latent_lm_done.json"
-    if done.exists(): return json.loads(done.read_text())
-    _quiet_transformers()
-    train, dev = pretrain_problems(cfg)
-    tok = arithmetic_tokenizer() if m.tokenizer == "task" else None
-    model, tok = tiny_lm(d_model=m.d_model, n_layers=m.n_layers, n_heads=m.n_heads, max_len=m.max_len, seed=cfg.seed, tokenizer=tok)
-    history = []
-    class StopAtAccuracy(L.Callback):
-        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-            step = trainer.global_step
-            near = bool(history) and history[-1]["dev_accuracy"] >= m.target_accuracy / 2    # accuracy can jump: look closer
-            every = m.fine_eval_every if near else m.eval_every
-            if step % every and step < m.pretrain_steps: return
-            acc = greedy_accuracy(module.model, tok, dev, cfg.task.template, cfg.task.answer_format, m.chat, cfg.sampling.max_new_tokens)
-            module.model.train()
-            history.append({"step": step, "dev_accuracy": acc})
-            if acc >= m.target_accuracy: trainer.should_stop = True
-    L.seed_everything(cfg.seed, verbose=False)
-    sm = SFTModule(model, lr=m.pretrain_lr, save_hf=False)
-    dm = SFTDataModule(sft_records(train, cfg.task.template, m.pretrain_paths), tok, batch_size=m.pretrain_batch_size, chat=m.chat, seed=cfg.seed)
-    root = out_dir.parent / (out_dir.name + "_train")
-    with _quiet_lightning():
-        _trainer(root, max_steps=m.pretrain_steps, callbacks=[StopAtAccuracy()], logger=False).fit(sm, dm)
-    sm.model.save_pretrained(out_dir); tok.save_pretrained(out_dir)
-    info = {"steps": history[-1]["step"] if history else 0, "dev_accuracy": history[-1]["dev_accuracy"] if history else None,
-            "history": history, "n_problems": len(train)}
-    atomic_write_json(done, info)
-    return info
-
-# %% ../../nbs/41_scpo_run.ipynb #38316e79
 class ScPORun:
-    "One ScPO run (or a baseline: select.mode gold / unweighted / semi / lmsi) driven by an `ScPOConfig`."
-    def __init__(self, cfg: ScPOConfig):
-        validate_config(cfg)
-        self.cfg, self.run_dir = cfg, Path(cfg.run_dir)
+    "One ScPO run (or a baseline: select.mode gold / unweighted / semi / lmsi): the paper's stages for `RoundLoop`."
+    def __init__(self, cfg: ScPOConfig, overwrite: bool = False):
+        self.cfg, self.run_dir, self.overwrite = cfg.check(), Path(cfg.run_dir), overwrite
         self.extract = answer_extractor(cfg.task.answer_format)
-        self._models: dict[str, tuple] = {}
-        _quiet_transformers()
+        self._models, self._loop = {}, None
 
-    # ---- models
+    @property
+    def loop(self) -> RoundLoop:
+        "The shared loop with this run's stages, its fingerprint and run folder."
+        if self._loop is None:
+            c = self.cfg
+            self._loop = RoundLoop(self.run_dir, self.init_model, c.rounds, self.prompts, self.generate, self.score, self.select, self.train,
+                                   lambda path, k: self.evaluate_round(path, k), chunk_size=max(1, c.sampling.batch_size // c.sampling.k),
+                                   config={"mode": c.select.mode}, fingerprint=c.fingerprint(), overwrite=self.overwrite)
+        return self._loop
+
     def model(self, path: str):
-        "`(model, tokenizer)` for a path or name, loaded once."
+        "`(model, tokenizer)` for a path or name, loaded once (the two most recent are kept)."
         path = str(path)
         if path not in self._models:
             if len(self._models) >= 2: self._models.pop(next(iter(self._models)))
             self._models[path] = load_lm(path)
         return self._models[path]
 
-    def init_model(self) -> str:
-        "The seed model M0: trained here for model.init='tiny', else the given name or path."
-        if self.cfg.model.init != "tiny": return self.cfg.model.init
-        out = self.run_dir / "init_model"
-        pretrain_tiny(self.cfg, out)
-        return str(out)
-
     def generator(self, path) -> HFGenerator:
         m, tok = self.model(path)
         return HFGenerator(m, tok, batch_size=self.cfg.sampling.batch_size)
 
-    def sample_kw(self, **over) -> dict:
-        s = self.cfg.sampling
-        kw = dict(n=s.k, temperature=s.temperature, top_p=s.top_p, max_new_tokens=s.max_new_tokens, stop=list(s.stop) or None,
-                  chat=self.cfg.model.chat)
-        kw.update(over); return kw
+    def init_model(self) -> str:
+        "The seed model M0: trained here (`tasks.train_seed_model`) for model.init='tiny', else the given name or path."
+        c = self.cfg
+        if c.model.init != "tiny": return c.model.init
+        train, dev = pretrain_problems(c)
+        tok = arithmetic_tokenizer() if c.model.tokenizer == "task" else None
+        train_seed_model(c.model, sft_records(train, c.task.template, c.model.pretrain_paths), dev, self.run_dir / "init_model",
+                         c.task.template, c.task.answer_format, c.sampling.max_new_tokens, seed=c.seed, tokenizer=tok)
+        return str(self.run_dir / "init_model")
 
-    # ---- stages
-    def prompts(self, k: int) -> list[dict]:
-        items = round_problems(self.cfg, k)
-        t = self.cfg.task
-        if t.synthesize:
-            path = t.synthesis_model or (self.loop.model_for(k) if hasattr(self, "loop") else self.init_model())
-            new = synthesize_problems(self.generator(path), [it["question"] for it in items], t.synthesize, seed=_seed(self.cfg.seed, "synth", k),
-                                      n_shots=t.n_shots, chat=self.cfg.model.chat, max_new_tokens=128)
-            items += [{"key": r["key"], "prompt": format_question(r["question"], t.template), "question": r["question"], "gold": None,
-                       "labeled": False, "source": "synthesized"} for r in new]
-        return items
+# %% ../../nbs/41_scpo_run.ipynb #38316e79
+def _prompts(self, k: int) -> list[dict]:
+    "Round k's fresh problems, plus `task.synthesize` problems written by the model from few-shot prompts (no gold answer)."
+    items, t = round_problems(self.cfg, k), self.cfg.task
+    if t.synthesize:
+        gen = self.generator(t.synthesis_model or self.loop.model_for(k))
+        new = synthesize_problems(gen, [it["question"] for it in items], t.synthesize, seed=_seed(self.cfg.seed, "synth", k),
+                                  n_shots=t.n_shots, chat=self.cfg.model.chat, max_new_tokens=128)
+        items += [{"key": r["key"], "prompt": format_question(r["question"], t.template), "question": r["question"], "gold": None,
+                   "labeled": False, "source": "synthesized"} for r in new]
+    return items
 
-    def generate(self, model_path: str, chunk: list[dict]) -> list[dict]:
-        s, gen = self.cfg.sampling, self.generator(model_path)
-        outs = gen.generate([it["prompt"] for it in chunk], seed=_seed(self.cfg.seed, "sample", chunk[0]["key"]), **self.sample_kw())
-        recs = []
-        for it, cs in zip(chunk, outs):
-            base = {"key": it["key"], "prompt": it["prompt"], "gold": it.get("gold"), "labeled": it.get("labeled", False)}
-            recs += [{**base, "sample": j, "text": c.text, "num_tokens": c.num_tokens, "finish_reason": c.finish_reason, "extra": False}
-                     for j, c in enumerate(cs)]
-        if s.refresh:
-            agree = [i for i, cs in enumerate(outs) if len({self.extract(c.text) for c in cs}) == 1 and self.extract(cs[0].text) is not None]
-            if agree:
-                more = gen.generate([chunk[i]["prompt"] for i in agree], seed=_seed(self.cfg.seed, "refresh", chunk[0]["key"]),
-                                    **self.sample_kw(n=s.refresh, temperature=s.refresh_temperature))
-                for i, cs in zip(agree, more):
-                    it = chunk[i]
-                    recs += [{"key": it["key"], "prompt": it["prompt"], "gold": it.get("gold"), "labeled": it.get("labeled", False),
-                              "sample": s.k + j, "text": c.text, "num_tokens": c.num_tokens, "finish_reason": c.finish_reason, "extra": True}
-                             for j, c in enumerate(cs)]
-        return recs
+def _generate(self, model_path: str, chunk: list[dict]) -> list[dict]:
+    "k samples per problem from M_t; with `sampling.refresh`, extra samples (marked `extra`) for problems whose k answers all agree."
+    s, gen, chat = self.cfg.sampling, self.generator(model_path), self.cfg.model.chat
+    recs = [{**r, "extra": False} for r in sample(gen, chunk, s, self.cfg.seed, chat=chat, carry=("prompt", "gold", "labeled"))]
+    if s.refresh:
+        answers = {}
+        for r in recs: answers.setdefault(r["key"], set()).add(self.extract(r["text"]))
+        agree = [it for it in chunk if len(answers[it["key"]]) == 1 and None not in answers[it["key"]]]
+        if agree:
+            recs += [{**r, "extra": True} for r in sample(gen, agree, s, self.cfg.seed, n=s.refresh, temperature=s.refresh_temperature,
+                                                         chat=chat, tag="refresh", carry=("prompt", "gold", "labeled"), first_index=s.k)]
+            recs.sort(key=lambda r: [it["key"] for it in chunk].index(r["key"]))      # a problem's records stay together
+    return recs
 
-    def score(self, model_path: str, gens: list[dict]) -> list[dict]:
-        out = []
-        for g in gens:
-            a = self.extract(g["text"])
-            out.append({**g, "answer": a, "correct": None if g.get("gold") is None else bool(answers_equal(a, normalize_answer(g["gold"])))})
-        return out
+def _score(self, model_path: str, gens: list[dict]) -> list[dict]:
+    "The final answer of each sample (and, for the record only, whether it is right)."
+    return [{**g, "answer": (a := self.extract(g["text"])),
+             "correct": None if g.get("gold") is None else bool(answers_equal(a, normalize_answer(g["gold"])))} for g in gens]
 
-    def select(self, scored: list[dict], k: int) -> list[dict]:
-        c, tau = self.cfg, self.cfg.threshold(k)
-        if c.select.mode == "lmsi":
-            recs, tally = select_majority(scored, tau, c.task.answer_format, seed=[c.seed, k])
-        else:
-            recs, tally = select_pairs(scored, c.select.mode, tau, c.task.answer_format, seed=[c.seed, k],
-                                       reject_unparseable=c.select.reject_unparseable)
-        atomic_write_json(self.run_dir / f"round_{k}" / "selection.json", {"threshold": tau, "mode": c.select.mode, "tally": dict(tally),
-                                                                           "n_problems": sum(tally.values()), "n_selected": len(recs)})
-        return recs
+def _select(self, scored: list[dict], k: int) -> list[dict]:
+    "Pairs by `select.mode` at this round's threshold (or LMSI's SFT targets); the tally of why problems gave none goes to selection.json."
+    c, tau = self.cfg, self.cfg.threshold(k)
+    if c.select.mode == "lmsi": recs, tally = select_majority(scored, tau, c.task.answer_format, seed=[c.seed, k])
+    else: recs, tally = select_pairs(scored, c.select.mode, tau, c.task.answer_format, seed=[c.seed, k],
+                                     reject_unparseable=c.select.reject_unparseable)
+    atomic_write_json(self.run_dir / f"round_{k}" / "selection.json", {"threshold": tau, "mode": c.select.mode, "tally": dict(tally),
+                                                                 "n_problems": sum(tally.values()), "n_selected": len(recs)})
+    return recs
 
-    def train(self, model_path: str, records: list[dict], out_dir: Path, ref_path: str) -> dict:
-        "Train M_{t+1} from `model_path` on `records` and save it to `out_dir` (the reference is `ref_path` = the model that generated the data)."
-        import lightning as L
-        from lightning.pytorch.callbacks import ModelCheckpoint
-        from latent_lm.prefs import PreferenceModule, PreferenceDataModule, SFTModule, SFTDataModule, SaveHFModel
-        c, tr = self.cfg, self.cfg.train
-        check(str(model_path) == str(ref_path), "ScPO's reference model is the model that generated the data, which is also where training starts.")
-        root = Path(out_dir).parent / "train"
-        model, tok = load_lm(model_path)          # a fresh copy: the cached one keeps generating
-        common = dict(lr=tr.lr, weight_decay=tr.weight_decay, warmup_steps=tr.warmup_steps, lr_schedule=tr.lr_schedule, save_hf=False)
-        if c.select.mode == "lmsi":
-            module = SFTModule(model, **common)
-            dm = SFTDataModule(records, tok, batch_size=tr.batch_size, chat=c.model.chat, seed=c.seed)
-        else:
-            module = PreferenceModule(model, beta=tr.beta, alpha=tr.alpha, **common)
-            dm = PreferenceDataModule(records, tok, batch_size=tr.batch_size, chat=c.model.chat, seed=c.seed,
-                                      ref_cache=str(root / "ref_logps.jsonl"))
-        cbs = [SaveHFModel(dirpath=str(Path(out_dir).parent), subdir=Path(out_dir).name)]
-        ck = root / "checkpoints"
-        if tr.checkpoint: cbs.append(ModelCheckpoint(dirpath=str(ck), filename="{epoch}-{step}", save_top_k=1, every_n_epochs=1))
-        last = sorted(ck.glob("*.ckpt"), key=lambda p: p.stat().st_mtime)[-1:] if ck.exists() else []
-        L.seed_everything(_seed(c.seed, "train", str(out_dir)), verbose=False)
-        with _quiet_lightning():
-            trainer = _trainer(root, max_steps=tr.max_steps, max_epochs=tr.epochs if tr.epochs >= 1 else None, callbacks=cbs,
-                               enable_checkpointing=tr.checkpoint, **tr.trainer)
-            trainer.fit(module, dm, ckpt_path=str(last[0]) if last else None)
-        info = {"steps": int(trainer.global_step), "n_records": len(records)}
-        mf = root / "metrics.csv"
-        if mf.exists():
-            import pandas as pd
-            log = pd.read_csv(mf)
-            for col in ("train/loss", "rewards/accuracies", "rewards/margins", "nll"):
-                if col in log and log[col].notna().any(): info[f"final {col}"] = float(log[col].dropna().iloc[-5:].mean())
-        if ck.exists(): shutil.rmtree(ck, ignore_errors=True)    # the round is done; its HF model is the checkpoint now
-        return info
+def _train(self, model_path: str, records: list[dict], out_dir: Path, ref_path: str) -> dict:
+    "M_{t+1} from M_t: weighted DPO + NLL with M_t as the reference (`rounds.train_round`), or SFT for LMSI."
+    check(str(model_path) == str(ref_path), "ScPO's reference model is the model that generated the data, which is also where training starts.")
+    return train_round(model_path, records, out_dir, self.cfg.train, kind="sft" if self.cfg.select.mode == "lmsi" else "dpo",
+                       chat=self.cfg.model.chat, seed=_seed(self.cfg.seed, "train", Path(out_dir).parent.name))
+
+ScPORun.prompts, ScPORun.generate, ScPORun.score, ScPORun.select, ScPORun.train = _prompts, _generate, _score, _select, _train
 
 # %% ../../nbs/41_scpo_run.ipynb #bb07ba60
-EVAL_KEYS = ("greedy_accuracy", "greedy_accuracy_se", "sc_accuracy", "sc_accuracy_se", "sample_accuracy", "n_test")
-
-def eval_metrics(recs: list[dict]) -> dict:
-    "Greedy accuracy, self-consistency accuracy and mean per-sample accuracy of stored evaluation records."
-    check_nonempty(recs, "evaluation records")
-    n = len(recs)
-    g = sum(r["greedy_correct"] for r in recs) / n
-    sc = sum(r["sc_correct"] for r in recs) / n
-    sa = sum(r["sample_accuracy"] for r in recs) / n
-    se = lambda p: math.sqrt(max(p * (1 - p), 1e-12) / n)
-    return {"greedy_accuracy": g, "greedy_accuracy_se": se(g), "sc_accuracy": sc, "sc_accuracy_se": se(sc), "sample_accuracy": sa, "n_test": n}
-
-def _evaluate(self, path: str, name: str) -> dict:
-    "Greedy and self-consistency accuracy of the model at `path` on the test set (samples stored in eval/<name>.jsonl)."
-    c, ev = self.cfg, self.cfg.eval
-    items = [{"key": p["key"], "prompt": format_question(p, c.task.template), "gold": p["answer"]} for p in test_problems(c)]
-    def run(chunk):
-        gen = self.generator(path)
-        prompts = [it["prompt"] for it in chunk]
-        greedy = gen.generate(prompts, n=1, **{k: v for k, v in self.sample_kw(temperature=0).items() if k != "n"})
-        samples = gen.generate(prompts, seed=_seed(c.seed, "eval", name, chunk[0]["key"]),
-                               **self.sample_kw(n=ev.k, temperature=ev.temperature, top_p=ev.top_p))
-        out = []
-        for it, g, ss in zip(chunk, greedy, samples):
-            gold = normalize_answer(it["gold"])
-            answers = [self.extract(s.text) for s in ss]
-            maj, votes = majority_answer(answers)
-            out.append({"key": it["key"], "gold": it["gold"], "greedy": g[0].text, "greedy_answer": self.extract(g[0].text),
-                        "greedy_correct": bool(answers_equal(self.extract(g[0].text), gold)), "answers": answers, "majority": maj,
-                        "votes": votes, "sc_correct": bool(answers_equal(maj, gold)),
-                        "sample_accuracy": sum(answers_equal(a, gold) for a in answers) / len(answers)})
-        return out
-    store = resumable_map(self.run_dir / "eval" / f"{name}.jsonl", items, run, chunk_size=max(8, c.sampling.batch_size // max(1, ev.k)),
-                          desc=f"evaluate {name}")
-    return eval_metrics(store.records)
-ScPORun.evaluate_model = _evaluate
+def _evaluate_model(self, path: str, name: str) -> dict:
+    "Greedy and self-consistency accuracy of the model at `path` on the test set (`tasks.evaluate_answers`; records in eval/<name>.jsonl)."
+    c = self.cfg
+    return evaluate_answers(self.generator(path), test_problems(c), c.task.template, c.task.answer_format, c.model.chat, k=c.eval.k,
+                            temperature=c.eval.temperature, top_p=c.eval.top_p, max_new_tokens=c.sampling.max_new_tokens, seed=c.seed,
+                            stop=list(c.sampling.stop) or None, out=self.run_dir / "eval" / f"{name}.jsonl",
+                            chunk_size=max(8, c.sampling.batch_size // c.eval.k), desc=f"evaluate {name}")
 
 def round_stats(run_dir, k: int) -> dict:
     "Vote statistics of round k's samples and selected pairs: how often the majority is right, pair accuracy, Somers' D."
     d = Path(run_dir) / f"round_{k}"
-    scored = read_jsonl(d / "scores.jsonl")
-    vs = [r for r in vote_stats(scored) if "majority_correct" in r]
-    out = {"n_problems": len(vote_stats(scored))}
+    vs_all = vote_stats(read_jsonl(d / "scores.jsonl"))
+    vs = [r for r in vs_all if "majority_correct" in r]
+    out = {"n_problems": len(vs_all)}
     if vs:
-        out.update(majority_correct=sum(r["majority_correct"] for r in vs) / len(vs),
-                   sample_accuracy=sum(r["sample_accuracy"] for r in vs) / len(vs),
+        out.update(majority_correct=sum(r["majority_correct"] for r in vs) / len(vs), sample_accuracy=sum(r["sample_accuracy"] for r in vs) / len(vs),
                    somers_d=somers_d([r["share"] for r in vs], [float(r["majority_correct"]) for r in vs]),
                    mean_vote_share=sum(r["share"] for r in vs) / len(vs))
     sel = read_jsonl(d / "selected.jsonl") if (d / "selected.jsonl").exists() else []
@@ -478,173 +271,33 @@ def round_stats(run_dir, k: int) -> dict:
     if (d / "selection.json").exists(): out["selection"] = json.loads((d / "selection.json").read_text())
     return out
 
+def _evaluate_round(self, path: str, k: int) -> dict:
+    return {**self.evaluate_model(path, f"m{k + 1}"), **round_stats(self.run_dir, k)}
+
+ScPORun.evaluate_model, ScPORun.evaluate_round = _evaluate_model, _evaluate_round
+
 # %% ../../nbs/41_scpo_run.ipynb #b58e1d98
 def _run(self) -> dict:
-    "Run (or resume) the whole experiment; returns the summary (also saved as summary.json)."
-    c = self.cfg
-    self.run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(self.run_dir / "config.json", asdict(c))
-    set_seed(c.seed)
-    m0 = self.init_model()
-    models = [{"model": "M0", "path": m0, **self.evaluate_model(m0, "m0")}]
-    rounds_info = []
-    def evaluate(path, k):
-        return {**self.evaluate_model(path, f"m{k + 1}"), **round_stats(self.run_dir, k)}
-    self.loop = RoundLoop(self.run_dir, m0, c.rounds, self.prompts, self.generate, self.score, self.select, self.train, evaluate,
-                          chunk_size=max(1, c.sampling.batch_size // c.sampling.k), config={"mode": c.select.mode})
-    for r in self.loop.run():
-        ev = {k: r.metrics[k] for k in EVAL_KEYS}
-        models.append({"model": f"M{r.round + 1}", "path": r.model_out, **ev})
-        rounds_info.append({"round": r.round, "threshold": c.threshold(r.round), "n_prompts": r.n_prompts, "n_selected": r.n_selected,
-                            **{k: v for k, v in r.metrics.items() if k not in ev}})
-    init_info = {}
-    if (Path(m0) / "latent_lm_done.json").exists(): init_info = json.loads((Path(m0) / "latent_lm_done.json").read_text())
-    summary = {"mode": c.select.mode, "run_dir": str(self.run_dir), "models": models, "rounds": rounds_info,
-               "init": {k: v for k, v in init_info.items() if k != "history"}}
-    summary["figures"] = [str(p) for p in save_figures(self.run_dir, summary)]
-    atomic_write_json(self.run_dir / "summary.json", summary)
+    "Run (or resume) the whole experiment in the locked, fingerprinted run folder; returns the summary (also saved as summary.json)."
+    c, loop = self.cfg, self.loop
+    with loop.hold():
+        if not (self.run_dir / "config.json").exists(): atomic_write_json(self.run_dir / "config.json", asdict(c))
+        m0 = loop.init_model
+        models = [{"model": "M0", "path": m0, **self.evaluate_model(m0, "m0")}]
+        rounds_info = []
+        for r in loop.run():
+            ev = {k: r.metrics[k] for k in EVAL_KEYS}
+            models.append({"model": f"M{r.round + 1}", "path": r.model_out, **ev})
+            rounds_info.append({"round": r.round, "threshold": c.threshold(r.round), "n_prompts": r.n_prompts, "n_selected": r.n_selected,
+                                **{k: v for k, v in r.metrics.items() if k not in ev}})
+        done = Path(m0) / "latent_lm_done.json"
+        init_info = json.loads(done.read_text()) if done.exists() else {}
+        summary = {"mode": c.select.mode, "run_dir": str(self.run_dir), "models": models, "rounds": rounds_info,
+                   "init": {k: v for k, v in init_info.items() if k != "history"}}
+        atomic_write_json(self.run_dir / "summary.json", summary)
     return summary
 ScPORun.run = _run
 
-def run_scpo(config: str | Path | dict | ScPOConfig, overrides: list[str] = ()) -> dict:
+def run_scpo(config: str | Path | dict | ScPOConfig, overwrite: bool = False) -> dict:
     "Run ScPO (or a baseline) from a YAML path, a dict or an `ScPOConfig`; returns the summary."
-    cfg = config if isinstance(config, ScPOConfig) else load_config(config, overrides)
-    return ScPORun(cfg).run()
-
-# %% ../../nbs/41_scpo_run.ipynb #8409e13f
-def _round_dirs(run_dir) -> list[Path]:
-    ds = [d for d in Path(run_dir).glob("round_*") if (d / "scores.jsonl.done").exists()]
-    return sorted(ds, key=lambda d: int(d.name.split("_")[1]))
-
-def plot_votes(run_dir, ax=None):
-    "Histogram of the majority answer's votes per problem, each round, split by whether the majority is right."
-    import matplotlib.pyplot as plt
-    ds = _round_dirs(run_dir)
-    check(ds, f"No finished rounds under {run_dir}.")
-    ax = ax or plt.subplots(figsize=(6, 3))[1]
-    width = 0.8 / len(ds)
-    for i, d in enumerate(ds):
-        vs = vote_stats(read_jsonl(d / "scores.jsonl"))
-        k = max(r["k"] for r in vs)
-        xs = [x + (i - (len(ds) - 1) / 2) * width for x in range(0, k + 1)]
-        right = [sum(1 for r in vs if r["votes"] == v and r.get("majority_correct")) for v in range(k + 1)]
-        wrong = [sum(1 for r in vs if r["votes"] == v and not r.get("majority_correct")) for v in range(k + 1)]
-        ax.bar(xs, right, width, color=f"C{i}", label=f"round {d.name.split('_')[1]}: majority right")
-        ax.bar(xs, wrong, width, bottom=right, color=f"C{i}", alpha=0.35, hatch="//", label=f"round {d.name.split('_')[1]}: majority wrong")
-    ax.set_xlabel("votes for the majority answer (of k)"); ax.set_ylabel("problems"); ax.set_title("Vote distribution")
-    ax.legend(fontsize=7); ax.grid(alpha=.3, axis="y")
-    return ax
-
-def plot_accuracy_vs_votes(run_dir, ax=None):
-    "Accuracy of the majority answer against its vote share, per round, with Somers' D."
-    import matplotlib.pyplot as plt
-    ds = _round_dirs(run_dir)
-    check(ds, f"No finished rounds under {run_dir}.")
-    ax = ax or plt.subplots(figsize=(5, 3))[1]
-    for i, d in enumerate(ds):
-        vs = [r for r in vote_stats(read_jsonl(d / "scores.jsonl")) if "majority_correct" in r and r["votes"] > 0]
-        if not vs: continue
-        k = max(r["k"] for r in vs)
-        pts = [(v / k, sum(r["majority_correct"] for r in vs if r["votes"] == v) / n, n)
-               for v in range(1, k + 1) if (n := sum(1 for r in vs if r["votes"] == v))]
-        D = somers_d([r["share"] for r in vs], [float(r["majority_correct"]) for r in vs])
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], "-", color=f"C{i}", label=f"round {d.name.split('_')[1]} (Somers' D {D:.2f})")
-        ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=[8 + 60 * p[2] / len(vs) for p in pts], color=f"C{i}")
-    ax.set_xlabel("vote share of the majority answer"); ax.set_ylabel("majority answer correct"); ax.set_ylim(-0.03, 1.03)
-    ax.set_title("Accuracy against vote share"); ax.legend(fontsize=7); ax.grid(alpha=.3)
-    return ax
-
-def plot_rounds(summaries: dict[str, dict] | dict, ax=None, metric: str = "greedy_accuracy"):
-    "Accuracy by round (M0, M1, ...) for one run summary or several `{name: summary}`."
-    import matplotlib.pyplot as plt
-    if "models" in summaries: summaries = {summaries.get("mode", "run"): summaries}
-    ax = ax or plt.subplots(figsize=(5, 3))[1]
-    for i, (name, s) in enumerate(summaries.items()):
-        xs = list(range(len(s["models"])))
-        for m, ls in ((metric, "-"), ("sc_accuracy", ":")) if metric == "greedy_accuracy" else ((metric, "-"),):
-            ys = [r[m] for r in s["models"]]
-            err = [r.get(f"{m}_se", 0) for r in s["models"]]
-            ax.errorbar(xs, ys, yerr=err, fmt=ls, marker="o", color=f"C{i}", capsize=2,
-                        label=f"{name} {'greedy' if m == 'greedy_accuracy' else 'SC@k' if m == 'sc_accuracy' else m}")
-        ax.set_xticks(xs, [r["model"] for r in s["models"]])
-    ax.set_ylabel("test accuracy"); ax.set_title("Accuracy by round"); ax.legend(fontsize=7); ax.grid(alpha=.3)
-    return ax
-
-def save_figures(run_dir, summary: dict | None = None) -> list[Path]:
-    "Write votes.png, accuracy_vs_votes.png and (given the run's summary) rounds.png under run_dir/figures."
-    import matplotlib.pyplot as plt
-    run_dir, out = Path(run_dir), []
-    fd = run_dir / "figures"; fd.mkdir(parents=True, exist_ok=True)
-    plots = [("votes", plot_votes), ("accuracy_vs_votes", plot_accuracy_vs_votes)] if _round_dirs(run_dir) else []
-    if summary is not None: plots.append(("rounds", lambda d, ax: plot_rounds(summary, ax)))
-    for name, fn in plots:
-        fig, ax = plt.subplots(figsize=(6, 3.2)); fn(run_dir, ax); fig.tight_layout()
-        fig.savefig(fd / f"{name}.png", dpi=110); plt.close(fig); out.append(fd / f"{name}.png")
-    return out
-
-# %% ../../nbs/41_scpo_run.ipynb #096aaf0e
-def format_summary(summary: dict) -> str:
-    "A plain-text table of a run's summary."
-    lines = [f"ScPO run ({summary['mode']}) in {summary['run_dir']}", "", "model  greedy   SC@k   (test accuracy)"]
-    for m in summary["models"]:
-        lines.append(f"{m['model']:<5}  {m['greedy_accuracy']:.3f}   {m['sc_accuracy']:.3f}")
-    lines += ["", "round  tau   problems  selected  majority right  pair accuracy  mean weight"]
-    for r in summary["rounds"]:
-        f = lambda k: f"{r[k]:.3f}" if isinstance(r.get(k), (int, float)) else "  -  "
-        lines.append(f"{r['round']:<5}  {r['threshold']:.2f}  {r['n_prompts']:<8}  {r['n_selected']:<8}  {f('majority_correct'):<14}  "
-                     f"{f('pair_accuracy'):<13}  {f('mean_weight')}")
-    if summary.get("figures"): lines += ["", "figures: " + ", ".join(summary["figures"])]
-    return "\n".join(lines)
-
-def cli_run(argv: list[str] | None = None) -> int:
-    "`latent-lm scpo run --config FILE`: run (or resume) ScPO or a baseline from a YAML config."
-    ap = argparse.ArgumentParser(prog="latent-lm scpo run", description="Self-Consistency Preference Optimization: sample, vote, "
-                                 "train on weighted pairs, repeat. Rerun the same command to resume.")
-    ap.add_argument("--config", required=True, help="YAML config (see configs/scpo/tiny.yaml)")
-    ap.add_argument("--run-dir", help="output folder (overrides run_dir in the config)")
-    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config value (repeatable), e.g. --set select.mode=gold")
-    ap.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
-    args = ap.parse_args(argv)
-    overrides = list(args.set) + ([f"run_dir={args.run_dir}"] if args.run_dir else [])
-    summary = run_scpo(args.config, overrides)
-    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
-    return 0
-
-# %% ../../nbs/41_scpo_run.ipynb #ac3fd525
-TOUR_CONFIG = {
-    "rounds": 2, "seed": 0,
-    "task": {"difficulty": {"n_steps": 2, "ops": "+-", "max_start": 15, "max_operand": 9}, "n_train": 128, "n_test": 100},
-    "model": {"d_model": 64, "n_layers": 4, "n_heads": 4, "pretrain_problems": 2000, "pretrain_paths": "all", "pretrain_steps": 1500,
-              "pretrain_lr": 3e-3, "target_accuracy": 0.3, "eval_every": 25, "n_dev": 64},
-    "sampling": {"k": 8, "temperature": 0.7, "max_new_tokens": 36, "batch_size": 256},
-    "select": {"mode": "scpo", "thresholds": [0.5, 0.7]},
-    "train": {"beta": 0.5, "alpha": 1.0, "lr": 1e-4, "epochs": 2, "batch_size": 16, "checkpoint": False},
-    "eval": {"k": 8, "temperature": 0.7},
-}
-
-def tour(out_dir: Path, quick: bool = True) -> dict:
-    "Run ScPO at tiny scale (seed model, two iterations, evaluation) and report figures and numbers for `latent-lm tour`."
-    out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
-    d = json.loads(json.dumps(TOUR_CONFIG)); d["run_dir"] = str(out_dir / "scpo_run")
-    if not quick:                                   # configs/scpo/tiny.yaml's sizes: 3-step problems, 512 per round
-        d["task"].update(difficulty={"n_steps": 3, "ops": "+-", "max_start": 15, "max_operand": 9}, n_train=512, n_test=200)
-        d["model"].update(pretrain_problems=4000, pretrain_steps=2500, n_dev=100)
-        d["sampling"]["max_new_tokens"] = 48
-    s = run_scpo(d)
-    figs = []
-    for f in s["figures"]:
-        dst = out_dir / f"scpo_{Path(f).name}"; shutil.copyfile(f, dst); figs.append(str(dst))
-    ms, rs = s["models"], s["rounds"]
-    numbers = {f"{m['model']} greedy accuracy": round(m["greedy_accuracy"], 3) for m in ms}
-    numbers.update({f"{m['model']} SC@k accuracy": round(m["sc_accuracy"], 3) for m in ms})
-    for r in rs:
-        for k in ("n_selected", "majority_correct", "pair_accuracy", "mean_weight", "somers_d"):
-            if isinstance(r.get(k), (int, float)): numbers[f"round {r['round']} {k}"] = round(float(r[k]), 3)
-    summary = (f"A small model trained from scratch on arithmetic word problems (seed model M0: greedy accuracy "
-               f"{ms[0]['greedy_accuracy']:.0%}, self-consistency over {TOUR_CONFIG['eval']['k']} samples {ms[0]['sc_accuracy']:.0%}) is trained "
-               f"for {len(rs)} ScPO iterations on its own majority votes, without any answers: greedy accuracy "
-               + " → ".join(f"{m['greedy_accuracy']:.0%}" for m in ms) + ". "
-               f"In round 0 the majority answer was right for {rs[0].get('majority_correct', float('nan')):.0%} of the problems, and "
-               f"{rs[0].get('pair_accuracy', float('nan')):.0%} of the selected pairs had a correct chosen answer. "
-               "At this scale the numbers move by a few points and are noisy; `bench/scpo.py` compares against training with gold labels.")
-    return {"title": "ScPO: Self-Consistency Preference Optimization", "summary": summary, "figures": figs, "numbers": numbers}
+    return ScPORun(config if isinstance(config, ScPOConfig) else load_config(config), overwrite=overwrite).run()

@@ -11,29 +11,18 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, asdict, field
 from typing import Any, Callable, Iterable, Sequence
 from ..core import LatentLMError, check, check_nonempty, stable_hash
-from ..tasks import answer_extractor, normalize_answer, answers_equal
+from ..judge import answer_extractor, normalize_answer, answers_equal, vote_counts, majority_answer
 
 # %% auto #0
-__all__ = ['PAIR_STATUSES', 'SELECT_MODES', 'SYNTHESIS_PROMPT', 'vote_counts', 'votes', 'majority_answer', 'VotePair',
-           'min_votes', 'vote_pair', 'gold_pair', 'group_samples', 'select_pairs', 'select_majority', 'somers_d',
-           'vote_stats', 'synthesis_prompt', 'parse_question', 'synthesize_problems']
+__all__ = ['PAIR_STATUSES', 'SELECT_MODES', 'SYNTHESIS_PROMPT', 'votes', 'VotePair', 'min_votes', 'vote_pair', 'gold_pair',
+           'group_samples', 'select_pairs', 'select_majority', 'somers_d', 'vote_stats', 'synthesis_prompt',
+           'parse_question', 'synthesize_problems']
 
 # %% ../../nbs/40_scpo_vote.ipynb #39f61743
-def vote_counts(answers: Sequence) -> Counter:
-    "Votes per final answer; `None` (no readable answer) gets none."
-    return Counter(a for a in answers if a is not None)
-
 def votes(answers: Sequence) -> list[int]:
     "$V(y_m)$ for each sample: how many of the samples reach its answer (0 for a sample without an answer)."
     c = vote_counts(answers)
     return [c[a] if a is not None else 0 for a in answers]
-
-def majority_answer(answers: Sequence) -> tuple[Any, int]:
-    "The most-voted answer and its votes (`(None, 0)` if no sample has an answer). Ties go to the answer seen first."
-    c = vote_counts(answers)
-    if not c: return None, 0
-    best = max(c.values())
-    return next(a for a in answers if a is not None and c[a] == best), best
 
 # %% ../../nbs/40_scpo_vote.ipynb #e6045f6e
 @dataclass
