@@ -17,8 +17,9 @@ from fastcore.basics import patch
 # %% auto #0
 __all__ = ['STORE_FORMAT', 'RUN_FORMAT', 'LatentLMError', 'check', 'check_nonempty', 'check_number', 'check_output_file',
            'check_output_dir', 'check_input_file', 'check_safetensors_file', 'set_seed', 'get_device',
-           'atomic_write_text', 'atomic_write_json', 'JsonlStore', 'read_jsonl', 'write_jsonl', 'progress',
-           'stable_hash', 'key_seed', 'FileLock', 'fingerprint_diff', 'RecordStore', 'resumable_map', 'open_run_dir']
+           'atomic_write_text', 'atomic_write_json', 'JsonlStore', 'read_jsonl', 'write_jsonl', 'is_quiet', 'progress',
+           'quiet_transformers', 'stable_hash', 'key_seed', 'FileLock', 'fingerprint_diff', 'RecordStore',
+           'resumable_map', 'open_run_dir']
 
 # %% ../nbs/00_core.ipynb #7f576129
 class LatentLMError(ValueError):
@@ -261,11 +262,20 @@ def write_jsonl(path, recs: Iterable[dict]):
     return atomic_write_text(path, "".join(json.dumps(r, default=_json_default) + "\n" for r in recs))
 
 # %% ../nbs/00_core.ipynb #96753f90
+def is_quiet() -> bool:
+    "Whether progress output is off: `LATENT_LM_QUIET=1`, or running under `nbdev-test` (`IN_TEST`)."
+    return os.environ.get("LATENT_LM_QUIET", "0") not in ("", "0") or bool(os.environ.get("IN_TEST"))
+
 def progress(it=None, desc: str | None = None, total: int | None = None, **kw):
     "A tqdm progress bar, silenced by `LATENT_LM_QUIET=1` or under `nbdev-test`."
     from tqdm.auto import tqdm
-    quiet = os.environ.get("LATENT_LM_QUIET", "0") not in ("", "0") or os.environ.get("IN_TEST")
-    return tqdm(it, desc=desc, total=total, disable=bool(quiet), dynamic_ncols=True, **kw)
+    return tqdm(it, desc=desc, total=total, disable=is_quiet(), dynamic_ncols=True, **kw)
+
+def quiet_transformers():
+    "Turn off transformers' own progress bars (loading weights, writing shards) when latent_lm is quiet."
+    if is_quiet():
+        from transformers.utils import logging as hf_logging
+        hf_logging.disable_progress_bar()
 
 def stable_hash(*parts) -> str:
     "A short hash of JSON-serialisable parts that is the same across processes (unlike `hash`)."

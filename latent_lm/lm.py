@@ -157,6 +157,8 @@ def _offline() -> bool:
 def load_lm(name_or_path, dtype=None, device=None, cache: bool = True):
     "Load `(model, tokenizer)` from a hub id (local cache when offline), a local folder, a GGUF file, or 'smollm2-135m-instruct'."
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from latent_lm.core import quiet_transformers
+    quiet_transformers()                                   # no "Loading weights" bars when LATENT_LM_QUIET=1
     check(isinstance(name_or_path, (str, Path)) and str(name_or_path).strip(), f"load_lm needs a model name or path, got {name_or_path!r}.")
     name = str(name_or_path)
     if name.lower() == SMOLLM2: return load_gguf(smollm2_gguf_path(), dtype, device, cache)

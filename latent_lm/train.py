@@ -17,7 +17,7 @@ from .core import LatentLMError, check
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'DONE_FILE', 'NOT_FINGERPRINTED', 'DATA_FILE_KEYS', 'DATA_SUFFIXES', 'lr_lambda', 'adamw',
-           'ResumableDataLoader', 'train_sampler', 'is_quiet', 'build_model', 'hparams_ignore', 'disable_dropout',
+           'ResumableDataLoader', 'train_sampler', 'build_model', 'hparams_ignore', 'disable_dropout',
            'save_pretrained_atomic', 'SaveHFModel', 'quiet_lightning', 'fix_epoch_end_checkpoint', 'EpochEndResume',
            'run_logger', 'make_trainer', 'checkpoint_problem', 'checkpoint_step', 'last_checkpoint', 'check_run_config',
            'GracefulInterrupt', 'FinalCheckpoint', 'lightning_main']
@@ -80,9 +80,7 @@ def train_sampler(data, shuffle: bool = True, seed: int = 0, trainer=None):
     return DistributedSampler(data, num_replicas=w, rank=r, shuffle=shuffle, seed=seed, drop_last=False)
 
 # %% ../nbs/04_train.ipynb #80a295be
-def is_quiet() -> bool:
-    "Whether progress output is off: `LATENT_LM_QUIET=1`, or running under `nbdev-test` (`IN_TEST`)."
-    return os.environ.get("LATENT_LM_QUIET", "0") not in ("", "0") or bool(os.environ.get("IN_TEST"))
+from .core import is_quiet, quiet_transformers
 
 def _import_callable(name: str):
     "The object at a dotted path like 'latent_lm.lm.tiny_lm' or 'pkg.mod:fn', or None if `name` is not one."
