@@ -25,7 +25,8 @@ __all__ = ['PREFERENCE_COLUMNS', 'SFT_COLUMNS', 'REF_COLUMNS', 'LOSS_TYPES', 'co
            'load_preferences', 'load_sft', 'tokenize_example', 'tokenize_preferences', 'tokenize_sft',
            'preference_loss', 'collate_preferences', 'no_kv_cache', 'collate_sft', 'model_fingerprint', 'ref_logps_key',
            'batch_ref_logps', 'precompute_ref_logps', 'SFTDataModule', 'PreferenceDataModule',
-           'enable_gradient_checkpointing', 'SFTModule', 'PreferenceModule', 'toy_preference_pairs']
+           'enable_gradient_checkpointing', 'check_fits_context', 'SFTModule', 'PreferenceModule',
+           'toy_preference_pairs']
 
 # %% ../nbs/05_prefs.ipynb #12abaebe
 PREFERENCE_COLUMNS = ("prompt", "chosen", "rejected")
@@ -474,12 +475,31 @@ def enable_gradient_checkpointing(model: nn.Module) -> nn.Module:
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model
 
+def check_fits_context(rows, model, what: str = "training"):
+    "Raise a clear error when a tokenized example (prompt + its longest response) is longer than `model`'s context."
+    from latent_lm.lm import context_length
+    n = context_length(model) if hasattr(model, "config") else None
+    if n is None or not rows: return
+    def length(r): return len(r["prompt_ids"]) + max((len(v) for k, v in r.items() if k.endswith("_ids") and k != "prompt_ids"), default=0)
+    i, longest = max(enumerate(map(length, rows)), key=lambda x: x[1])
+    check(longest <= n, f"{what} record {i}: prompt + response is {longest} tokens, longer than the model's context of {n} positions. "
+          f"Set a length limit that fits (--data.max_length {n}, with --data.truncation truncate to cut long examples instead of "
+          "stopping), or drop the long examples.")
+
 class _LMModule(L.LightningModule):
     def _init_common(self, model):
         self.model = build_model(model)
         self.hf_path = None
 
+    def _check_fits(self, stage: str):
+        "Every example the data module holds fits the model's context (checked before any training or reference pass)."
+        dm = self.trainer.datamodule if self._trainer is not None else None
+        for rows, what in ((getattr(dm, "train_rows", None), "training"), (getattr(dm, "val_rows", None), "validation"),
+                           (getattr(dm, "test_rows", None), "test")):
+            check_fits_context(rows, self.model, what)
+
     def setup(self, stage: str):
+        self._check_fits(stage)
         if stage == "fit":
             self.model.train()   # HF models load in eval mode; Lightning keeps a module's mode as it finds it
             if self.hparams.get("gradient_checkpointing"): enable_gradient_checkpointing(self.model)
@@ -542,6 +562,7 @@ class PreferenceModule(_LMModule):
     def setup(self, stage: str):
         dm = self.trainer.datamodule if self._trainer is not None else None
         if isinstance(dm, PreferenceDataModule) and stage == "test": dm.setup("test")
+        self._check_fits(stage)
         if self.ref_model is not None: self.ref_model.to(self.trainer.strategy.root_device)
         elif isinstance(dm, PreferenceDataModule) and not dm.has_ref_logps:
             self.model.to(self.trainer.strategy.root_device)

@@ -179,3 +179,19 @@ def test_sft_loss_decreases(tmp_path):
                 nll -= logp[i, t - 1, batch["input_ids"][i, t]].item(); n += 1
     assert n == sum(len(tok(r["completion"])["input_ids"]) + 1 for r in recs[:4])      # response bytes + EOS, no prompt token
     assert abs(got.item() - nll / n) < 1e-5
+
+
+def test_fit_stops_on_an_example_longer_than_the_context(tmp_path):
+    "Issue 9: a prompt longer than the model's context used to train silently; now fit stops before any step, naming the record."
+    import pytest
+    from latent_lm.core import LatentLMError
+    from latent_lm.lm import tiny_lm
+    from latent_lm.prefs import PreferenceDataModule, PreferenceModule
+    from latent_lm.train import make_trainer
+    model, tok = tiny_lm(max_len=64)
+    pairs = [{"prompt": "short", "chosen": "a", "rejected": "b"}, {"prompt": "long " * 100, "chosen": "a", "rejected": "b"}]
+    dm = PreferenceDataModule(pairs, tok, batch_size=2, chat=False)
+    tr = make_trainer(max_steps=1, default_root_dir=str(tmp_path), enable_checkpointing=False)
+    with pytest.raises(LatentLMError, match="training record 1: prompt \\+ response is .* longer than the model's context of 64"):
+        tr.fit(PreferenceModule(model, save_hf=False), dm)
+    assert not (tmp_path / "hf_model").exists()
