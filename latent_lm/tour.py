@@ -170,11 +170,11 @@ def render_report(sections: list[dict], out_file, title: str = "latent_lm tour")
 
 def run_tour(out: str | Path = "runs/tour", only: list[str] | None = None, quick: bool = True, force: bool = False) -> Path:
     "Run every tour section (resuming finished ones unless `force`) and write `out/report.html`."
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
     steps = tour_steps()
     names = list(steps) if not only else only
     bad = [n for n in names if n not in steps]
     check(not bad, f"Unknown tour section(s) {bad}; sections: {', '.join(steps)}.")
+    out = Path(out); out.mkdir(parents=True, exist_ok=True)         # only once the request is known to be good
     sections = []
     for i, name in enumerate(names, 1):
         spec, title = steps[name]

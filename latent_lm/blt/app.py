@@ -223,7 +223,7 @@ def _file_id(path: Path) -> dict:
     st = f.stat()
     return {"path": str(f.resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
 
-def generate(model: str, prompts: list[str] | None = None, prompts_file: str | None = None, entropy_model: str | None = None,
+def generate(model: str, prompts: str | list[str] | None = None, prompts_file: str | None = None, entropy_model: str | None = None,
              mode: str | None = None, threshold: float | None = None, relative_threshold: float | None = None,
              patch_size: float | None = None, p: float | None = None, max_patch_length: int | None = None,
              max_new_bytes: int = 200, temperature: float = 0.0, top_p: float = 1.0, seed: int = 0, batch_size: int = 8,
@@ -236,7 +236,7 @@ def generate(model: str, prompts: list[str] | None = None, prompts_file: str | N
 
     Args:
         model: bundle folder written by `latent-lm blt fit` (or its run folder), or a saved blt.pt
-        prompts: prompts to continue
+        prompts: a prompt to continue, or several as a list (--prompts '["The cat", "Hello"]')
         prompts_file: a UTF-8 text file with one prompt per line (added after prompts)
         entropy_model: a saved entropy model or checkpoint, or 'ngram[:N]' (default: the bundle's)
         mode: patching mode, one of {incremental_modes} (default: the bundle's patcher)
@@ -273,7 +273,7 @@ def generate(model: str, prompts: list[str] | None = None, prompts_file: str | N
     if mode is not None:            # nothing is calibrated when generating: the settings must be complete
         check(PATCH_MODES[mode].incremental, f"mode {mode!r} cannot patch while generating; use one of {', '.join(INCREMENTAL_MODES)}.")
         Patcher(mode, **kw)
-    prompts = list(prompts or [])
+    prompts = [prompts] if isinstance(prompts, str) else list(prompts or [])
     if prompts_file is not None: prompts += [l for l in check_input_file(prompts_file, "prompts_file").splitlines() if l.strip()]
     check(prompts, "Give at least one prompt: `latent-lm blt generate --model DIR --prompts '[\"Once upon\"]'` or --prompts_file FILE.")
     empty = [i for i, q in enumerate(prompts) if not q]

@@ -111,7 +111,7 @@ def _data_fingerprint(data: Questions, question: list[str] | None) -> dict:
         return {"file": hashlib.sha256(Path(data.data).read_bytes()).hexdigest()[:16]}
     return {"generator": data.data, "seed": data.seed, "task_kwargs": data.task_kwargs}
 
-def generate(model: Path, data: Questions = Questions(), question: list[str] | None = None, thoughts: int | None = None,
+def generate(model: Path, data: Questions = Questions(), question: str | list[str] | None = None, thoughts: int | None = None,
              max_new_tokens: int = 64, batch_size: int = 64, device: str | None = None, out: Path | None = None,
              overwrite: bool = False) -> int:
     """Answer questions with a trained Coconut model (greedy, batched, KV-cached) and count the tokens per answer.
@@ -119,7 +119,7 @@ def generate(model: Path, data: Questions = Questions(), question: list[str] | N
     Args:
         model: folder written by CoconutModule.save_pretrained (a training run's hf_model/)
         data: the records to answer, with gold answers (a JSON file or a generator)
-        question: free questions to answer instead (no gold answer); repeat for several
+        question: a free question to answer instead (no gold answer); several as a list: --question '["q1", "q2"]' or --question+ q2
         thoughts: continuous thoughts per question (default: the count of the model's final stage)
         max_new_tokens: most tokens generated per answer
         batch_size: questions per batch
@@ -134,6 +134,7 @@ def generate(model: Path, data: Questions = Questions(), question: list[str] | N
     check_number("max_new_tokens", max_new_tokens, lo=1, integer=True)
     check_number("batch_size", batch_size, lo=1, integer=True)
     if thoughts is not None: check_number("thoughts", thoughts, lo=0, integer=True, hint="It is the number of continuous thoughts per question.")
+    if isinstance(question, str): question = [question]
     check(not (question and data.data), "Give either question (free questions) or data.data (records with gold answers), not both.")
     if out is not None: out = check_output_file(out, "out")
     if question:
