@@ -8,7 +8,7 @@ Docs: https://latent-lm.github.io/latent_lm/app.html.md"""
 from __future__ import annotations
 import os, sys, json, hashlib
 from pathlib import Path
-from .core import (LatentLMError, check, check_number, check_output_file, check_input_file, check_safetensors_file,
+from .core import (prompt_keys, LatentLMError, check, check_number, check_output_file, check_input_file, check_safetensors_file,
                    RecordStore, resumable_map, key_seed, stable_hash)
 
 # %% auto #0
@@ -103,14 +103,6 @@ def model_fingerprint(model: str) -> dict:
     return {"model": str(p.resolve()), "model_weights": h.hexdigest()[:16]}
 
 # %% ../nbs/09_app.ipynb #75bf81ef
-def _prompt_keys(prompts: list) -> list[str]:
-    seen: dict[str, int] = {}
-    keys = []
-    for p in prompts:
-        h = stable_hash("prompt", p)
-        keys.append(stable_hash(h, seen.get(h, 0))); seen[h] = seen.get(h, 0) + 1
-    return keys
-
 def generate(model: str = "smollm2-135m-instruct", prompt: str | list[str] | None = None, prompts: str | None = None,
              prompt_key: str = "prompt", n: int = 1, temperature: float = 0.7, top_p: float = 1.0, max_new_tokens: int = 128,
              stop: str | list[str] | None = None, system: str | None = None, chat: bool = True, seed: int = 0, batch_size: int = 16,
@@ -154,7 +146,7 @@ def generate(model: str = "smollm2-135m-instruct", prompt: str | list[str] | Non
     check_device(device)
     fp = {"command": "generate", **model_fingerprint(model), "n": n, "temperature": float(temperature), "top_p": float(top_p),
           "max_new_tokens": max_new_tokens, "stop": stops, "system": system, "chat": chat, "seed": seed}
-    items = [{"key": k, "index": i, "prompt": p} for i, (k, p) in enumerate(zip(_prompt_keys(plist), plist))]
+    items = [{"key": k, "index": i, "prompt": p} for i, (k, p) in enumerate(zip(prompt_keys(plist), plist))]
     # 2. the output, opened (and locked) before the model loads
     store = RecordStore(out, fingerprint=fp, overwrite=overwrite) if out is not None else None
     try:

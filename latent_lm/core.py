@@ -18,8 +18,8 @@ from fastcore.basics import patch
 __all__ = ['STORE_FORMAT', 'RUN_FORMAT', 'LatentLMError', 'check', 'check_nonempty', 'check_number', 'check_output_file',
            'check_output_dir', 'check_input_file', 'check_safetensors_file', 'set_seed', 'get_device',
            'atomic_write_text', 'atomic_write_json', 'JsonlStore', 'read_jsonl', 'write_jsonl', 'is_quiet', 'progress',
-           'quiet_transformers', 'stable_hash', 'key_seed', 'FileLock', 'fingerprint_diff', 'RecordStore',
-           'resumable_map', 'open_run_dir']
+           'quiet_transformers', 'stable_hash', 'key_seed', 'prompt_keys', 'FileLock', 'fingerprint_diff',
+           'RecordStore', 'resumable_map', 'open_run_dir']
 
 # %% ../nbs/00_core.ipynb #7f576129
 class LatentLMError(ValueError):
@@ -286,6 +286,15 @@ def key_seed(seed: int, key) -> int:
     "The sampling seed of the item with `key` in a run seeded with `seed` (independent of chunking and order)."
     check(isinstance(seed, (int, np.integer)) and not isinstance(seed, bool), f"seed must be an integer, got {seed!r}.")
     return int(stable_hash("key_seed", int(seed), key), 16) % (2**63 - 1)
+
+def prompt_keys(prompts: list) -> list[str]:
+    "Record keys for a list of prompts, from their content: the n-th repeat of a prompt gets its own key, and an edited prompt a new one."
+    seen: dict[str, int] = {}
+    keys = []
+    for p in prompts:
+        h = stable_hash("prompt", p)
+        keys.append(stable_hash(h, seen.get(h, 0))); seen[h] = seen.get(h, 0) + 1
+    return keys
 
 # %% ../nbs/00_core.ipynb #1bba9a4b
 class FileLock:

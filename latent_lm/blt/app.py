@@ -10,7 +10,7 @@ import json, math, sys, time
 from pathlib import Path
 import torch
 import lightning as L
-from ..core import (LatentLMError, check, check_number, check_input_file, check_output_dir, check_output_file, key_seed,
+from ..core import (prompt_keys, LatentLMError, check, check_number, check_input_file, check_output_dir, check_output_file, key_seed,
                             resumable_map, atomic_write_json, progress, set_seed)
 from ..registry import Method, Verb, register
 from ..train import adamw
@@ -285,12 +285,12 @@ def generate(model: str, prompts: str | list[str] | None = None, prompts_file: s
     _check_prompts(blt, ids, max_new_bytes)            # prompt lengths against the model's context, before any work
     tok = ByteTokenizer()
     def run(items):
-        g = generate_ids(blt, em, patcher, [ids[it["key"]] for it in items], max_new_bytes, temperature, top_p,
+        g = generate_ids(blt, em, patcher, [ids[it["index"]] for it in items], max_new_bytes, temperature, top_p,
                          [key_seed(seed, it["key"]) for it in items], stop_at_eos, method)
-        return [{"key": it["key"], "prompt": prompts[it["key"]], "completion": tok.decode(g.ids[j]).decode("utf-8", errors="replace"),
+        return [{"key": it["key"], "index": it["index"], "prompt": prompts[it["index"]], "completion": tok.decode(g.ids[j]).decode("utf-8", errors="replace"),
                  "n_bytes": len(g.ids[j]), "stopped_at_eos": bool(g.ids[j] and g.ids[j][-1] == EOS_ID),
                  "global_steps": g.global_steps[j]} for j, it in enumerate(items)]
-    items = [{"key": i} for i in range(len(prompts))]
+    items = [{"key": k, "index": i} for i, k in enumerate(prompt_keys(prompts))]   # keyed by content: an edited prompt is redone
     if out is None:
         for s in range(0, len(items), batch_size):
             for r in run(items[s:s + batch_size]): print(f"{r['prompt']}\u2502{r['completion']}")
