@@ -300,7 +300,8 @@ def nb_body_html(nb, path='.', api=None, lib=''):
     import nbformat
     node = nbformat.from_dict(dict(cells=display_cells(nb, api, lib), metadata=dict(nb.get('metadata', {})), nbformat=4, nbformat_minor=5))
     body, _ = _exporter().from_notebook_node(node, resources=dict(metadata=dict(path=str(path))))
-    return body
+    # a link to another notebook (`[BLT blocks](10a_blt_blocks.ipynb)`, as Quarto wants it) points to that notebook's page here
+    return re.sub(r'href="((?:\./)?[\w.-]+)\.ipynb(#[^"]*)?"', lambda m: f'href="{m.group(1)}.html{m.group(2) or ""}"', body)
 
 # %% ../nbs/98_docs.ipynb #5d7f665b
 SITE_CSS = """
