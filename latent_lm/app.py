@@ -12,7 +12,7 @@ from .core import (prompt_keys, LatentLMError, check, check_number, check_output
                    RecordStore, resumable_map, key_seed, stable_hash)
 
 # %% auto #0
-__all__ = ['COMMANDS', 'read_prompts', 'check_model_source', 'check_device', 'model_fingerprint', 'generate', 'main']
+__all__ = ['read_prompts', 'check_model_source', 'check_device', 'model_fingerprint', 'generate', 'main']
 
 # %% ../nbs/09_app.ipynb #60a407d6
 def _is_messages(p) -> bool:
@@ -196,27 +196,10 @@ def _check_lengths(gen, prompts: list, index: list[int], chat: bool, system):
               "Shorten it, or use a model with a longer context." if L else "; give the model at least one token."))
 
 # %% ../nbs/09_app.ipynb #b383889a
-COMMANDS = {"generate": generate}
-
 def main(argv: list[str] | None = None) -> int:
-    "Run `<command> [options]` from this module: exit 0 on success, 2 on bad input, 130 when interrupted."
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in COMMANDS:
-        print(f"usage: python -m latent_lm.app {{{','.join(COMMANDS)}}} [--help] [options]", file=sys.stderr)
-        return 0 if argv[:1] in (["-h"], ["--help"]) else 2
-    from jsonargparse import ArgumentParser, ActionConfigFile
-    fn = COMMANDS[argv[0]]
-    ap = ArgumentParser(prog=f"python -m latent_lm.app {argv[0]}", description=(fn.__doc__ or "").split("\n")[0])
-    ap.add_argument("--config", action=ActionConfigFile, help="a YAML file of options")
-    ap.add_function_arguments(fn)
-    try:
-        cfg = ap.parse_args(argv[1:]).as_dict()
-        cfg.pop("config", None); cfg.pop("__path__", None)
-        return fn(**cfg) or 0
-    except LatentLMError as e:
-        print(f"latent-lm: error: {e}", file=sys.stderr); return 2
-    except KeyboardInterrupt:
-        print(f"latent-lm: interrupted. Rerun the same command to resume: finished chunks are kept.", file=sys.stderr); return 130
+    "`python -m latent_lm.app generate ...`: the same as `latent-lm generate ...` (the one CLI parses and runs it)."
+    from latent_lm.cli import main as cli_main
+    return cli_main(list(sys.argv[1:] if argv is None else argv))
 
 # %% ../nbs/09_app.ipynb #830d9253
 if __name__ == "__main__": sys.exit(main())

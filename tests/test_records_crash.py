@@ -10,12 +10,8 @@ ENV = {**os.environ, "LATENT_LM_QUIET": "1", "HF_HUB_OFFLINE": "1", "OMP_NUM_THR
 
 
 def generate_cmd(d: Path, out: Path) -> list[str]:
-    "`latent-lm generate` through the CLI's registry (falls back to `python -m latent_lm.app` if the CLI does not route it)."
-    try:
-        from latent_lm.registry import COMMANDS
-        entry = "latent_lm.cli" if COMMANDS["generate"].fn == "latent_lm.app:generate" else "latent_lm.app"
-    except Exception:
-        entry = "latent_lm.app"
+    "`latent-lm generate` through the CLI."
+    entry = "latent_lm.cli"
     return [sys.executable, "-m", entry, "generate", "--model", str(d / "model"), "--prompts", str(d / "prompts.jsonl"),
             "--n", "3", "--temperature", "1.0", "--top_p", "0.95", "--max_new_tokens", "12", "--batch_size", "4",
             "--seed", "5", "--out", str(out)]

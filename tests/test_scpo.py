@@ -135,7 +135,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "LATENT_LM_Q
 
 
 def _args(run_dir, extra=()):
-    return [sys.executable, "-m", "latent_lm.scpo.app", "--config", str(TINY), "--run_dir", str(run_dir), *SHRINK, *extra]
+    return [sys.executable, "-m", "latent_lm.cli", "scpo", "run", "--config", str(TINY), "--run_dir", str(run_dir), *SHRINK, *extra]
 
 
 def _cli(run_dir, extra=(), env=None):
@@ -216,10 +216,10 @@ BAD = [  # (extra arguments, text the message must contain)
 
 @pytest.mark.parametrize("extra,needle", BAD, ids=[" ".join(e) for e, _ in BAD])
 def test_bad_input_exit_2_names_the_field_writes_nothing(tmp_path, capsys, extra, needle):
-    "In-process (the parser and checks are what `python -m latent_lm.scpo.app` runs; test_bad_paths runs it as a process)."
-    from latent_lm.scpo.app import main
+    "In-process, through the one CLI (`latent-lm scpo run`; test_bad_paths runs it as a process)."
+    from latent_lm.cli import main
     d = tmp_path / "run"
-    try: rc = main(["--config", str(TINY), "--run_dir", str(d), *SHRINK, *extra])
+    try: rc = main(["scpo", "run", "--config", str(TINY), "--run_dir", str(d), *SHRINK, *extra])
     except SystemExit as e: rc = e.code
     err = capsys.readouterr().err
     assert rc == 2, (rc, err[-1500:])
@@ -231,10 +231,10 @@ def test_bad_paths(tmp_path):
     (tmp_path / "file").write_text("x")
     r = _cli(tmp_path / "file")
     assert r.returncode == 2 and "run_dir" in r.stderr and "is a file" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "latent_lm.scpo.app", "--config", str(tmp_path / "missing.yaml")], capture_output=True, text=True, env=ENV)
+    r = subprocess.run([sys.executable, "-m", "latent_lm.cli", "scpo", "run", "--config", str(tmp_path / "missing.yaml")], capture_output=True, text=True, env=ENV)
     assert r.returncode == 2 and "missing.yaml" in r.stderr
     (tmp_path / "bad.yaml").write_text("task:\n  n_trian: 3\n")
-    r = subprocess.run([sys.executable, "-m", "latent_lm.scpo.app", "--config", str(tmp_path / "bad.yaml"), "--run_dir", str(tmp_path / "r")],
+    r = subprocess.run([sys.executable, "-m", "latent_lm.cli", "scpo", "run", "--config", str(tmp_path / "bad.yaml"), "--run_dir", str(tmp_path / "r")],
                        capture_output=True, text=True, env=ENV)
     assert r.returncode == 2 and "n_trian" in r.stderr and not (tmp_path / "r").exists()
 

@@ -147,20 +147,9 @@ def run(run_dir: str = "runs/scpo", rounds: int = 2, seed: int = 0, task: TaskCo
 
 # %% ../../nbs/42_scpo_app.ipynb #89c6ea1e
 def main(argv: list[str] | None = None) -> int:
-    "`run` as a command line (what the registry's CLI builds from its signature): `--config FILE`, dotted options, exit codes 2 and 130."
-    from jsonargparse import ArgumentParser, ActionConfigFile
-    p = ArgumentParser(prog="latent-lm scpo run", description=run.__doc__.split("\n")[0])
-    p.add_argument("--config", action=ActionConfigFile, help="YAML config (e.g. configs/scpo/tiny.yaml); repeatable, later files win")
-    p.add_function_arguments(run)
-    argv = list(sys.argv[1:] if argv is None else argv)
-    for i, a in enumerate(argv):                              # a bare boolean flag means true: `--json` = `--json true`
-        if a in ("--json", "--overwrite") and (i + 1 == len(argv) or argv[i + 1].startswith("--")): argv[i] = f"{a}=true"
-    cfg = p.parse_args(argv)
-    kw = {k: v for k, v in getattr(p, "instantiate", None) and p.instantiate(cfg).items() or p.instantiate_classes(cfg).items() if k != "config" and not k.startswith("__")}
-    try: return run(**kw) or 0
-    except LatentLMError as e: print(f"latent-lm: error: {e}", file=sys.stderr); return 2
-    except KeyboardInterrupt:
-        print("\nlatent-lm: interrupted; rerun the same command to resume from the last finished chunk.", file=sys.stderr); return 130
+    "`python -m latent_lm.scpo.app ...`: the same as `latent-lm scpo run ...` (the one CLI parses and runs it)."
+    from latent_lm.cli import main as cli_main
+    return cli_main(["scpo", "run", *(sys.argv[1:] if argv is None else argv)])
 
 # %% ../../nbs/42_scpo_app.ipynb #42e52604
 TOUR_CONFIG = {
