@@ -8,7 +8,7 @@ Docs: https://latent-lm.github.io/latent_lm/app.html.md"""
 from __future__ import annotations
 import os, sys, json, hashlib
 from pathlib import Path
-from .core import (prompt_keys, LatentLMError, check, check_number, check_output_file, check_input_file, check_safetensors_file,
+from .core import (prompt_keys, files_fingerprint, LatentLMError, check, check_number, check_output_file, check_input_file, check_safetensors_file,
                    RecordStore, resumable_map, key_seed, stable_hash)
 
 # %% auto #0
@@ -86,21 +86,11 @@ def check_device(device: str | None, name: str = "device"):
         check(mps is not None and mps.is_available(), f"{name} {device!r}: MPS is not available here; use cpu, or leave {name} unset.")
     return device
 
-def _sample_hash(h, f: Path, blocks: int = 16, size: int = 4096):
-    n = f.stat().st_size
-    h.update(f"{f.name}:{n}".encode())
-    with open(f, "rb") as fh:
-        for k in range(blocks + 1):
-            fh.seek(0 if k == 0 else max(0, n * k // blocks - size)); h.update(fh.read(size if k else 65536))
-
 def model_fingerprint(model: str) -> dict:
     "`{'model', 'model_weights'}`: the name (a local path made absolute) and, for local files, a hash of config and sampled weights."
     p = Path(str(model)).expanduser()
     if not p.exists(): return {"model": str(model), "model_weights": None}
-    h = hashlib.sha256()
-    files = [p] if p.is_file() else sorted(f for f in p.iterdir() if f.is_file() and (f.suffix in (".safetensors", ".bin", ".gguf") or f.name == "config.json"))
-    for f in files: _sample_hash(h, f)
-    return {"model": str(p.resolve()), "model_weights": h.hexdigest()[:16]}
+    return {"model": str(p.resolve()), "model_weights": files_fingerprint(p)}
 
 # %% ../nbs/09_app.ipynb #75bf81ef
 def generate(model: str = "smollm2-135m-instruct", prompt: str | list[str] | None = None, prompts: str | None = None,

@@ -18,8 +18,8 @@ from fastcore.basics import patch
 __all__ = ['STORE_FORMAT', 'RUN_FORMAT', 'LatentLMError', 'check', 'check_nonempty', 'check_number', 'check_output_file',
            'check_output_dir', 'check_input_file', 'check_safetensors_file', 'set_seed', 'get_device',
            'atomic_write_text', 'atomic_write_json', 'JsonlStore', 'read_jsonl', 'write_jsonl', 'is_quiet', 'progress',
-           'quiet_transformers', 'stable_hash', 'key_seed', 'prompt_keys', 'FileLock', 'fingerprint_diff',
-           'RecordStore', 'resumable_map', 'open_run_dir']
+           'quiet_transformers', 'stable_hash', 'key_seed', 'prompt_keys', 'files_fingerprint', 'FileLock',
+           'fingerprint_diff', 'RecordStore', 'resumable_map', 'open_run_dir']
 
 # %% ../nbs/00_core.ipynb #7f576129
 class LatentLMError(ValueError):
@@ -295,6 +295,23 @@ def prompt_keys(prompts: list) -> list[str]:
         h = stable_hash("prompt", p)
         keys.append(stable_hash(h, seen.get(h, 0))); seen[h] = seen.get(h, 0) + 1
     return keys
+
+def files_fingerprint(path, sample_above: int = 64 << 20) -> str | None:
+    """A hash of what a file, or every file in a folder, holds (names, sizes, bytes; a file over `sample_above` bytes is
+    sampled in 17 blocks): what identifies a saved model in a fingerprint, wherever it is moved or copied. None if absent."""
+    p = Path(path).expanduser()
+    if not p.exists(): return None
+    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
+    h = hashlib.sha256()
+    for f in files:
+        n = f.stat().st_size
+        h.update(f"{f.name if p.is_file() else f.relative_to(p)}:{n}\n".encode())
+        with open(f, "rb") as fh:
+            if n <= sample_above:
+                for block in iter(lambda: fh.read(1 << 20), b""): h.update(block)
+            else:
+                for k in range(17): fh.seek(n * k // 17); h.update(fh.read(65536))
+    return h.hexdigest()[:16]
 
 # %% ../nbs/00_core.ipynb #1bba9a4b
 class FileLock:

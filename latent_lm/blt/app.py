@@ -10,7 +10,7 @@ import json, math, sys, time
 from pathlib import Path
 import torch
 import lightning as L
-from ..core import (prompt_keys, LatentLMError, check, check_number, check_input_file, check_output_dir, check_output_file, key_seed,
+from ..core import (prompt_keys, files_fingerprint, LatentLMError, check, check_number, check_input_file, check_output_dir, check_output_file, key_seed,
                             resumable_map, atomic_write_json, progress, set_seed)
 from ..registry import Method, Verb, register
 from ..train import adamw
@@ -216,12 +216,10 @@ def _load_for_generation(model: str, entropy_model: str | None, mode: str | None
     check(not patcher.needs_entropies or em is not None, f"mode {patcher.mode!r} needs an entropy model: give entropy_model.")
     return blt, em, patcher
 
-def _file_id(path: Path) -> dict:
-    "What identifies a saved model for a fingerprint: its resolved path, size and modification time."
+def _file_id(path: Path) -> str:
+    "What identifies a saved model for a fingerprint: the content of its bundle (or file), wherever it is moved."
     bundle = _bundle_dir(path)
-    f = bundle / "blt.pt" if bundle is not None else path
-    st = f.stat()
-    return {"path": str(f.resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return files_fingerprint(bundle if bundle is not None else path)
 
 def generate(model: str, prompts: str | list[str] | None = None, prompts_file: str | None = None, entropy_model: str | None = None,
              mode: str | None = None, threshold: float | None = None, relative_threshold: float | None = None,

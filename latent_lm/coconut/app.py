@@ -10,7 +10,7 @@ import json, time
 from dataclasses import dataclass, asdict
 from pathlib import Path
 from typing import Literal
-from ..core import LatentLMError, check, check_number, check_output_file, check_output_dir, stable_hash
+from ..core import LatentLMError, check, check_number, files_fingerprint, check_output_file, check_output_dir, stable_hash
 from ..registry import Method, Verb, register
 
 # %% auto #0
@@ -95,13 +95,7 @@ def check_inputs(lc, recs: list[dict], n_thoughts: int | None, max_new_tokens: i
 # %% ../../nbs/24_coconut_app.ipynb #a0c0c017
 def model_fingerprint(path) -> str:
     "A hash of a saved Coconut model's `coconut.json` and weights: answers made by another model (or a retrained one) never count as done."
-    import hashlib
-    h, p = hashlib.sha256(), Path(path)
-    for f in [p / "coconut.json", *sorted(p.glob("*.safetensors"))]:
-        h.update(f.name.encode())
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""): h.update(block)
-    return h.hexdigest()[:16]
+    return files_fingerprint(path)
 
 def _data_fingerprint(data: Questions, question: list[str] | None) -> dict:
     "What decides the records: free questions, a generator and its settings (not `n`: a larger n extends a file), or a data file's content."
