@@ -16,11 +16,12 @@ from .lm import encode_completion, pad_batch, sequence_logprobs
 from .generate import Generator, HFGenerator
 
 # %% auto #0
-__all__ = ['VERDICT_LABELS', 'POINTWISE_TEMPLATE', 'PAIRWISE_TEMPLATE', 'parse_verdict', 'ScoreMatch', 'find_score',
-           'parse_score', 'Verdict', 'combine_orders', 'compare_scores', 'majority_verdict', 'as_text', 'Judge',
-           'parse_number', 'boxed_contents', 'normalize_answer', 'extract_answer', 'answer_extractor', 'answers_equal',
-           'vote_counts', 'majority_answer', 'ExactAnswerJudge', 'RegexJudge', 'CallableJudge', 'render_template',
-           'Judgement', 'LLMJudge']
+__all__ = ['VERDICT_LABELS', 'POINTWISE_TEMPLATE', 'PAIRWISE_TEMPLATE', 'STE_SYSTEM_PROMPT', 'STE_USER_TEMPLATE', 'parse_verdict',
+           'ScoreMatch', 'find_score', 'parse_score', 'Verdict', 'combine_orders', 'compare_scores', 'majority_verdict',
+           'as_text', 'Judge', 'parse_number', 'boxed_contents', 'normalize_answer', 'extract_answer',
+           'answer_extractor', 'answers_equal', 'vote_counts', 'majority_answer', 'ExactAnswerJudge', 'RegexJudge',
+           'CallableJudge', 'render_template', 'Judgement', 'LLMJudge', 'ste_messages', 'parse_judgement',
+           'pairwise_accuracy', 'self_taught_judge']
 
 # %% ../nbs/03_judge.ipynb #a1649f64
 VERDICT_LABELS = ("A", "B", "tie")
@@ -346,7 +347,7 @@ sway you.
 Explain your reasoning briefly, then end with your verdict in exactly this form: [[A]] if reply A is better, \
 [[B]] if reply B is better{tie_clause}."""
 
-_FIELDS = ("prompt", "response", "response_a", "response_b", "lo", "hi", "tie_clause")
+_FIELDS = ("prompt", "input", "response", "response_a", "response_b", "lo", "hi", "tie_clause")
 
 def render_template(template: str, **values) -> str:
     "Substitute `{field}` placeholders in one pass; other braces are left as they are."
@@ -385,7 +386,7 @@ class LLMJudge(Judge):
 
     def render(self, prompt, response=None, response_a=None, response_b=None) -> str:
         "The judge prompt for one item."
-        vals = dict(prompt=as_text(prompt), lo=_fmt_num(self.lo), hi=_fmt_num(self.hi),
+        vals = dict(prompt=as_text(prompt), input=as_text(prompt), lo=_fmt_num(self.lo), hi=_fmt_num(self.hi),
                     tie_clause=", [[C]] if they are equally good" if self.allow_tie else "")
         if response is not None: vals["response"] = as_text(response)
         if response_a is not None: vals.update(response_a=as_text(response_a), response_b=as_text(response_b))
@@ -489,3 +490,71 @@ def _expected_score(self, prompts, responses, outputs=None, candidates=None) -> 
     return [None if d is None else sum(p * parse_number(c) for c, p in d.items())
             for d in self.score_distribution(prompts, responses, outputs, candidates)]
 LLMJudge.expected_score = _expected_score
+
+# %% ../nbs/03_judge.ipynb #09aa608e
+STE_SYSTEM_PROMPT = ("Please act as an impartial judge and evaluate the quality of the responses provided by two AI assistants to the "
+    "user question displayed below. You should choose the assistant that follows the user's instructions and answers the user's "
+    "question better. Your evaluation should consider factors such as the helpfulness, relevance, accuracy, depth, creativity, and "
+    "level of detail of their responses. Begin your evaluation by comparing the two responses and provide a short explanation. "
+    "Avoid any position biases and ensure that the order in which the responses were presented does not influence your decision. "
+    "Do not allow the length of the responses to influence your evaluation. Do not favor certain names of the assistants. Be as "
+    "objective as possible. After providing your explanation, output your final verdict by strictly following this format: "
+    '\\"[[A]]\\" if assistant A is better, \\"[[B]]\\" if assistant B is better.')
+
+STE_USER_TEMPLATE = """[User Question]
+{input}
+
+[The Start of Assistant A's Answer]
+{response_a}
+[The End of Assistant A's Answer]
+
+[The Start of Assistant B's Answer]
+{response_b}
+[The End of Assistant B's Answer]
+"""
+
+def ste_messages(input, response_a, response_b, system: str | None = STE_SYSTEM_PROMPT, template: str = STE_USER_TEMPLATE) -> list[dict]:
+    "The judge's conversation for one pair, filled in one pass (braces inside the texts stay as they are)."
+    user = render_template(template, input=as_text(input), response_a=as_text(response_a), response_b=as_text(response_b))
+    return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
+
+# %% ../nbs/03_judge.ipynb #bb70a940
+def parse_judgement(text) -> str | None:
+    "The Self-Taught Evaluator's verdict: 'A' for `[[A]]`, 'B' for `[[B]]`, 'tie' for `[[C]]`; None if both A and B appear or none does."
+    if not isinstance(text, str): return None
+    if "[[A]]" in text and "[[B]]" in text: return None
+    for tag, v in (("[[A]]", "A"), ("[[B]]", "B"), ("[[C]]", "tie")):
+        if tag in text: return v
+    return None
+
+# %% ../nbs/03_judge.ipynb #1274430c
+def pairwise_accuracy(labels: Sequence[str], first: Sequence[str | None], second: Sequence[str | None] | None = None,
+                      tie_credit: float = 0.0) -> dict:
+    """Accuracy of verdicts against gold labels ('A'/'B', in the first order). `second`: verdicts with the two answers swapped.
+    Returns accuracy_first, accuracy_second, accuracy (mean of both orders), consistent (right in both), unreadable (share None)."""
+    labels = list(labels); n = len(labels)
+    check(n > 0, "pairwise_accuracy needs at least one labelled pair.")
+    check(all(l in ("A", "B") for l in labels), f"Gold labels must be 'A' or 'B', got {sorted(set(labels) - {'A', 'B'})}.")
+    check(len(first) == n and (second is None or len(second) == n), f"Got {n} labels but {len(first)} first-order verdicts"
+          + ("" if second is None else f" and {len(second)} swapped ones") + "; pass one verdict per pair.")
+    flip = {"A": "B", "B": "A"}
+    credit = lambda v, l: 1.0 if v == l else tie_credit if v in (None, "tie") else 0.0
+    c1 = [credit(v, l) for v, l in zip(first, labels)]
+    out = {"accuracy_first": sum(c1) / n, "n": n}
+    vs = list(first)
+    if second is not None:
+        c2 = [credit(v, flip[l]) for v, l in zip(second, labels)]
+        out.update(accuracy_second=sum(c2) / n, accuracy=(sum(c1) + sum(c2)) / (2 * n),
+                   consistent=sum(v == l and w == flip[l] for v, w, l in zip(first, second, labels)) / n)
+        vs += list(second)
+    else: out["accuracy"] = out["accuracy_first"]
+    out["unreadable"] = sum(v is None for v in vs) / len(vs)
+    return out
+
+# %% ../nbs/03_judge.ipynb #b76da5de
+def self_taught_judge(generator: Generator, k: int = 1, temperature: float = 0.0, template: str = STE_USER_TEMPLATE,
+                      system: str | None = STE_SYSTEM_PROMPT, chat: bool = True, max_new_tokens: int = 1024, seed: int | None = 0) -> LLMJudge:
+    "A pairwise `LLMJudge` with the Self-Taught Evaluator's prompt and parser (majority of k samples per order, both orders)."
+    check("{input}" in template or "{prompt}" in template, "The judge template needs the question as {input} (or {prompt}).")
+    return LLMJudge(generator, template=template, mode="pairwise", parse=parse_judgement, k=k, temperature=temperature,
+                    system=system if chat else None, max_new_tokens=max_new_tokens, seed=seed, chat=chat)

@@ -131,3 +131,34 @@ def test_one_extractor_everywhere():
     import latent_lm.judge as J, latent_lm.tasks as T, latent_lm.scpo.vote as V
     assert T.answer_extractor is J.answer_extractor and V.answer_extractor is J.answer_extractor
     assert T.boxed_contents is J.boxed_contents and T.normalize_answer is J.normalize_answer and V.majority_answer is J.majority_answer
+
+
+# ---------------------------------------------------------------- the Self-Taught Evaluator's judge (paper prompt, strict parse, accuracy)
+
+def test_parse_judgement_is_the_official_strict_rule():
+    from latent_lm.judge import parse_judgement
+    assert [parse_judgement(t) for t in ["x [[A]]", "[[B]]", "[[C]]", "[[A]] [[B]]", "Verdict: A", "[[ A ]]", None, ""]] == \
+           ["A", "B", "tie", None, None, None, None, None]
+
+
+def test_pairwise_accuracy_hand_computed():
+    from latent_lm.judge import pairwise_accuracy
+    r = pairwise_accuracy(["A", "B", "B"], ["A", "A", None], ["B", "A", "A"])
+    assert r["accuracy_first"] == pytest.approx(1 / 3) and r["accuracy_second"] == pytest.approx(1.0)
+    assert r["accuracy"] == pytest.approx(4 / 6) and r["consistent"] == pytest.approx(1 / 3) and r["unreadable"] == pytest.approx(1 / 6)
+    with pytest.raises(LatentLMError, match="one verdict per pair"): pairwise_accuracy(["A"], [])
+
+
+def test_self_taught_judge_both_orders_majority():
+    from latent_lm.judge import self_taught_judge, STE_SYSTEM_PROMPT
+    from latent_lm.generate import FunctionGenerator
+    calls = []
+    def fn(t, rng):
+        calls.append(t)
+        a = t.split("A's Answer]\n")[1].split("\n")[0]
+        return "[[A]]" if (a == "good") != (rng.random() < 0.2) else "[[B]]"      # right 80% of the time
+    j = self_taught_judge(FunctionGenerator(fn), k=9, temperature=1.0, chat=False, system=None)
+    vs = j.compare(["q"] * 40, ["good"] * 20 + ["bad"] * 20, ["bad"] * 20 + ["good"] * 20)
+    assert sum(v.winner == ("A" if i < 20 else "B") for i, v in enumerate(vs)) >= 36      # majority of 9 per order, both orders
+    assert len(calls) == 40 * 2 * 9 and all(c.startswith("[User Question]\nq\n") for c in calls)
+    assert "impartial judge" in STE_SYSTEM_PROMPT
