@@ -39,6 +39,6 @@ step "wheel builds and imports in a clean environment"
 rm -rf dist && python -m build --wheel -q -o dist . >/dev/null
 python tests/check_wheel.py dist/*.whl
 
-step "docs"
-latent-lm docs --dest _docs
+step "docs: the site from the notebooks' stored outputs (Sphinx + myst-nb; tests/test_docs.py opens it in Chromium)"
+time latent-lm docs --dest _docs
 echo "all checks passed"
