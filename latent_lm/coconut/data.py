@@ -233,7 +233,7 @@ def make_prosqa(n: int, seed: int = 0, n_nodes: int = 28, min_hops: int = 3, max
     return [_draw(i, seed, make) for i in range(n)]
 
 # %% ../../nbs/20_coconut_data.ipynb #d17d8fc9
-PROSQA_RELEASED = {                     # released ProsQA valid+test (800 graphs), spec section 3.3; paper Table 2
+PROSQA_RELEASED = {                     # released ProsQA valid+test (800 graphs), as in facebookresearch/coconut's data files; paper Table 2
     "n_nodes_mean": 22.8, "n_nodes_range": (14, 28), "n_edges_mean": 36.0, "roots_mean": 2.56, "two_roots_frac": 0.58,
     "hops": {3: 0.41, 4: 0.44, 5: 0.13, 6: 0.024}, "hops_mean": 3.8,
     "n_shortest": {1: 0.59, 2: 0.29, 3: 0.08, 4: 0.04}, "n_shortest_mean": 1.59}

@@ -65,7 +65,7 @@ class SynthConfig:
     Args:
         generator: 'template' (a small SQL grammar and its question templates) or an LM name / folder / .gguf, used with the paper's prompts
         per_table: synthesis attempts per table
-        noise: probability that a question is written from a nearby query instead of the executed one (injected noise, spec E.6)
+        noise: probability that a question is written from a nearby query instead of the executed one (injected noise, so that curation has errors to remove)
         temperature: sampling temperature of an LM generator
         max_new_tokens: generation length of an LM generator
         chat: an LM generator's prompts use its chat template
