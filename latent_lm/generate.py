@@ -15,9 +15,9 @@ from .core import LatentLMError, check, check_nonempty, get_device, progress, st
 from .lm import chat_prompt, encode_prompt, pad_batch, position_ids_from_mask, context_length
 
 # %% auto #0
-__all__ = ['Completion', 'check_prompts', 'check_sampling', 'sample_seed', 'row_seed', 'base_seed', 'Generator', 'cut_at_stop',
-           'FunctionGenerator', 'sample_next', 'HFGenerator', 'vllm_sampling_kwargs', 'completion_from_vllm',
-           'VLLMGenerator']
+__all__ = ['Completion', 'check_prompts', 'check_sampling', 'sample_seed', 'row_seed', 'base_seed', 'check_prefill',
+           'StreamEvent', 'Generator', 'cut_at_stop', 'FunctionGenerator', 'sample_next', 'resolve_token_id',
+           'check_logit_bias', 'HFGenerator', 'vllm_sampling_kwargs', 'completion_from_vllm', 'VLLMGenerator']
 
 # %% ../nbs/02_generate.ipynb #ca73d468
 @dataclass
@@ -31,6 +31,10 @@ class Completion:
     model_logprob: float | None = None         # sum of log-probs under the untempered model
     token_logprobs: list[float] | None = None  # per-token untempered model log-probs
     temperatures: list[float] | None = None    # per-token temperatures, when a temperature_fn chose them
+    raw_text: str | None = None                # with a reset token or a prefill: everything the model wrote, prefill and [RESET]s included
+    resets: int = 0                            # how many reset tokens the model generated
+    reset_positions: list[int] | None = None   # their indices in token_ids (None when the generator has no reset token)
+    prefill: str | None = None                 # the forced start of the response (prefilling); in text/raw_text, not in token_ids
 
 # %% ../nbs/02_generate.ipynb #e5ac96df
 def _is_messages(p) -> bool:
@@ -83,6 +87,27 @@ def base_seed(seed: int | list[int] | None, n_prompts: int | None = None) -> int
     return int(seed)
 
 # %% ../nbs/02_generate.ipynb #50ac24d6
+def check_prefill(prefill, n_prompts: int) -> list | None:
+    "Validate `prefill`: None, or one entry per prompt, each None, a string or a list of token ids."
+    if prefill is None: return None
+    check(isinstance(prefill, (list, tuple)) and len(prefill) == n_prompts,
+          f"prefill must be a list with one entry per prompt ({n_prompts}), each None, a string or a list of token ids; got {str(prefill)[:80]!r}.")
+    for i, p in enumerate(prefill):
+        ok = p is None or isinstance(p, str) or (isinstance(p, (list, tuple)) and all(_is_int(t) and t >= 0 for t in p))
+        check(ok, f"prefill[{i}] must be None, a string or a list of token ids, got {str(p)[:80]!r}.")
+    return list(prefill)
+
+@dataclass
+class StreamEvent:
+    "One step of a streamed completion: what the user should see now."
+    prompt: int                  # index of the prompt
+    sample: int                  # index of the sample (0..n-1)
+    text: str                    # the visible text so far (after the last reset): render this
+    delta: str = ""              # what was appended to the visible text since the last event
+    reset: bool = False          # a reset token was generated: clear what is shown (text is then "")
+    done: bool = False           # the completion has ended; `completion` holds it
+    completion: Completion | None = None
+
 class Generator:
     "Base class: n completions per prompt. Backends implement `_generate` over rendered prompt texts."
     tokenizer = None
@@ -94,16 +119,33 @@ class Generator:
         check(system is None, "`system` is only used with chat=True (it becomes the system message); drop it or set chat=True.")
         return prompt
 
-    def generate(self, prompts, n: int = 1, temperature: float = 1.0, top_p: float = 1.0, max_new_tokens: int = 128,
-                 stop: str | list[str] | None = None, seed: int | list[int] | None = None, chat: bool = True,
-                 system: str | None = None) -> list[list[Completion]]:
-        """For each prompt, `n` completions. `temperature=0` is greedy; `stop` strings end a completion (and are cut).
-        `seed`: an int for the call, or a list with one int per prompt (each prompt's samples then depend on its seed alone)."""
+    def _prepare(self, prompts, n, temperature, top_p, max_new_tokens, stop, seed, chat, system, prefill) -> dict:
         prompts = check_prompts(prompts)
         stops = check_sampling(n, temperature, top_p, max_new_tokens, stop)
+        prefill = check_prefill(prefill, len(prompts))
         texts = [self.format_prompt(p, chat, system) for p in prompts]
-        return self._generate(texts, n=n, temperature=float(temperature), top_p=float(top_p),
-                              max_new_tokens=max_new_tokens, stop=stops, seed=base_seed(seed, len(prompts)))
+        kw = dict(n=n, temperature=float(temperature), top_p=float(top_p), max_new_tokens=max_new_tokens, stop=stops,
+                  seed=base_seed(seed, len(prompts)))
+        if prefill is not None:
+            check("prefill" in inspect.signature(self._generate).parameters,
+                  f"{type(self).__name__} does not support prefill (forcing the start of the response); use HFGenerator.")
+            kw["prefill"] = prefill
+        return dict(texts=texts, **kw)
+
+    def generate(self, prompts, n: int = 1, temperature: float = 1.0, top_p: float = 1.0, max_new_tokens: int = 128,
+                 stop: str | list[str] | None = None, seed: int | list[int] | None = None, chat: bool = True,
+                 system: str | None = None, prefill: list | None = None) -> list[list[Completion]]:
+        """For each prompt, `n` completions. `temperature=0` is greedy; `stop` strings end a completion (and are cut).
+        `seed`: an int for the call, or a list with one int per prompt (each prompt's samples then depend on its seed alone).
+        `prefill`: one forced response start per prompt (None, text or token ids); the model continues from it."""
+        return self._generate(**self._prepare(prompts, n, temperature, top_p, max_new_tokens, stop, seed, chat, system, prefill))
+
+    def stream(self, prompts, n: int = 1, temperature: float = 1.0, top_p: float = 1.0, max_new_tokens: int = 128,
+               stop: str | list[str] | None = None, seed: int | list[int] | None = None, chat: bool = True,
+               system: str | None = None, prefill: list | None = None):
+        "`generate` as an iterator of `StreamEvent`s. This base version yields one `done` event per completion; HFGenerator streams token by token."
+        for i, row in enumerate(self.generate(prompts, n, temperature, top_p, max_new_tokens, stop, seed, chat, system, prefill)):
+            for j, c in enumerate(row): yield StreamEvent(i, j, c.text, c.text, False, True, c)
 
     def _generate(self, texts, n, temperature, top_p, max_new_tokens, stop, seed) -> list[list[Completion]]:
         "`seed` is an int or a list of per-prompt ints: draw sample j of prompt i from `row_seed(seed, i, j)`."
@@ -188,10 +230,42 @@ def _eos_ids(model, tokenizer) -> set[int]:
     if e is not None: ids.update(int(x) for x in (e if isinstance(e, (list, tuple)) else [e]))
     return ids
 
+def resolve_token_id(tokenizer, token: str | int, what: str = "reset_token") -> int:
+    "The id of a single token given as text (e.g. '[RESET]') or as an id; a clear error if the tokenizer lacks it."
+    if _is_int(token):
+        check(0 <= token < len(tokenizer), f"{what}={token} is not a token id of this tokenizer (it has {len(tokenizer)} tokens).")
+        return int(token)
+    check(isinstance(token, str) and token, f"{what} must be a token string such as '[RESET]' or a token id, got {token!r}.")
+    tid = tokenizer.convert_tokens_to_ids(token)
+    if tid is None or tid == tokenizer.unk_token_id or token not in tokenizer.get_vocab():
+        raise LatentLMError(f"The tokenizer has no token {token!r}; add it to the model first (latent_lm.backtrack.data.add_reset_token "
+                            f"adds [RESET] to any HF causal LM and its tokenizer), or load a model trained with it.")
+    return int(tid)
+
+def _vocab_rows(model) -> int | None:
+    emb = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    w = getattr(emb, "weight", None)
+    return int(w.shape[0]) if w is not None else getattr(getattr(model, "config", None), "vocab_size", None)
+
+def check_logit_bias(logit_bias, vocab_size: int | None = None) -> dict[int, float]:
+    "Validate `{token_id: bias}` (a bias is added to that token's logit before sampling; -inf bans it)."
+    if logit_bias is None: return {}
+    check(isinstance(logit_bias, dict), f"logit_bias must be a dict {{token_id: bias}}, got {type(logit_bias).__name__}.")
+    out = {}
+    for k, v in logit_bias.items():
+        k = int(k) if isinstance(k, str) and k.strip().lstrip("-").isdigit() else k
+        check(_is_int(k) and k >= 0 and (vocab_size is None or k < vocab_size),
+              f"logit_bias key {k!r} is not a token id of this model (0..{vocab_size - 1 if vocab_size else '?'}).")
+        check(isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v) and v != float("inf"),
+              f"logit_bias[{k}] must be a number (or -inf to ban the token), got {v!r}.")
+        out[int(k)] = float(v)
+    return out
+
 class HFGenerator(Generator):
-    "Batched, KV-cached sampling from a Hugging Face causal LM, with an optional per-token temperature hook."
+    """Batched, KV-cached sampling from a Hugging Face causal LM, with an optional per-token temperature hook, a logit bias,
+    and reset-aware output: with `reset_token` set, a completion's `text` is what follows the last reset token."""
     def __init__(self, model, tokenizer, batch_size: int = 16, device=None, temperature_fn: Callable | None = None,
-                 use_cache: bool = True):
+                 use_cache: bool = True, logit_bias: dict[int, float] | None = None, reset_token: str | int | None = None):
         check(isinstance(batch_size, int) and batch_size >= 1, f"batch_size must be an integer >= 1, got {batch_size!r}.")
         check(temperature_fn is None or callable(temperature_fn), "temperature_fn must be a callable (hidden, step, ...) -> Tensor[B].")
         self.model, self.tokenizer, self.batch_size, self.use_cache = model, tokenizer, batch_size, use_cache
@@ -205,6 +279,14 @@ class HFGenerator(Generator):
         params = set(inspect.signature(model.forward).parameters)
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
         self._keep_kw = "logits_to_keep" in params
+        self.reset_id = None if reset_token is None else resolve_token_id(tokenizer, reset_token)
+        self.logit_bias = logit_bias
+
+    @property
+    def logit_bias(self) -> dict[int, float]: return dict(self._logit_bias)
+    @logit_bias.setter
+    def logit_bias(self, value):
+        self._logit_bias = check_logit_bias(value, _vocab_rows(self.model))
 
     @property
     def device(self): return next(self.model.parameters()).device
@@ -241,9 +323,18 @@ def _stop_hit(self, toks, stop, window) -> bool:
     return any(s in tail for s in stop)
 HFGenerator._stop_hit = _stop_hit
 
+def _bias_vector(self, V: int, device):
+    "The logit bias as a [V] tensor (None without one)."
+    if not self._logit_bias: return None
+    b = torch.zeros(V, device=device)
+    for k, v in self._logit_bias.items(): b[k] = v
+    return b
+HFGenerator._bias_vector = _bias_vector
+
 @torch.no_grad()
-def _run_batch(self, seqs, us, temperature, top_p, caps, stop):
-    "Decode one batch of prompt id lists. `us` [B, T] uniforms (None if greedy), `caps` per-row token budgets."
+def _decode(self, seqs, us, temperature, top_p, caps, stop, prefills=None):
+    """Decode one batch of prompt id lists, yielding `[(row, token), ...]` each step; returns the Completions.
+    `us` [B, T] uniforms (None if greedy), `caps` per-row token budgets, `prefills` per-row forced ids (already in `seqs`)."""
     dev, B = self.device, len(seqs)
     ids, mask = pad_batch(seqs, self.pad_id, side="left")
     ids, mask = ids.to(dev), mask.to(dev)
@@ -257,11 +348,13 @@ def _run_batch(self, seqs, us, temperature, top_p, caps, stop):
     else: cache = None
     need_h = self.temperature_fn is not None
     logits, h = self._forward(ids, mask, cache, ids.shape[1], need_h)
+    bias = self._bias_vector(logits.shape[-1], logits.device)
     step = 0
     while True:
         tau = self._temperatures(h, step, rows, logits, temperature)
         u = us[rows, step] if us is not None else None
-        tok, lp, mlp = sample_next(logits, tau, top_p, u)
+        tok, lp, mlp = sample_next(logits if bias is None else logits + bias, tau, top_p, u)
+        if bias is not None: mlp = torch.log_softmax(logits.float(), -1).gather(-1, tok[:, None])[:, 0]   # log-prob under the unbiased model
         keep = []
         for a, (r, t, l, m, ta) in enumerate(zip(rows.tolist(), tok.tolist(), lp.tolist(), mlp.tolist(), tau.tolist())):
             toks[r].append(t); lps[r].append(l); mlps[r].append(m); taus[r].append(ta)
@@ -269,6 +362,7 @@ def _run_batch(self, seqs, us, temperature, top_p, caps, stop):
             elif stop and self._stop_hit(toks[r], stop, window): finish[r] = "stop"
             elif len(toks[r]) >= caps[r]: finish[r] = "length"
             else: keep.append(a)
+        yield list(zip(rows.tolist(), tok.tolist()))
         if not keep: break
         if len(keep) < len(rows):
             k = torch.tensor(keep, device=dev)
@@ -278,30 +372,77 @@ def _run_batch(self, seqs, us, temperature, top_p, caps, stop):
         mask = torch.cat([mask, mask.new_ones(len(rows), 1)], 1)
         logits, h = self._forward(ids, mask, cache, 1, need_h)
         step += 1
-    return [self._completion(toks[r], lps[r], mlps[r], taus[r], finish[r], stop) for r in range(B)]
+    prefills = prefills or [[] for _ in range(B)]
+    return [self._completion(toks[r], lps[r], mlps[r], taus[r], finish[r], stop, prefills[r]) for r in range(B)]
+HFGenerator._decode = _decode
+
+def _run_batch(self, seqs, us, temperature, top_p, caps, stop, prefills=None):
+    "Decode one batch to the end: its Completions."
+    it = self._decode(seqs, us, temperature, top_p, caps, stop, prefills)
+    while True:
+        try: next(it)
+        except StopIteration as e: return e.value
 HFGenerator._run_batch = _run_batch
 
 # %% ../nbs/02_generate.ipynb #e03032eb
-def _completion(self, toks, lps, mlps, taus, finish, stop) -> Completion:
+def _completion(self, toks, lps, mlps, taus, finish, stop, prefill=()) -> Completion:
     body = toks[:-1] if finish == "stop" and toks and toks[-1] in self.eos_ids else toks
     text, keep = self.decode(body), len(toks)
     text, stopped = cut_at_stop(text, stop)
     if stopped:
         keep = next(j for j in range(len(body) + 1) if self.decode(body[:j]).startswith(text))
         finish = "stop"
+    extra = {}
+    if self.reset_id is not None or prefill:
+        pre = self.decode(prefill) if prefill else ""
+        raw = pre + text
+        kept = body[:keep]
+        pos = [k for k, t in enumerate(kept) if t == self.reset_id] if self.reset_id is not None else []
+        # the visible text: what follows the last reset (cut at a stop string), else the whole response
+        visible = cut_at_stop(self.decode(kept[pos[-1] + 1:]), stop)[0] if pos else raw
+        extra = dict(raw_text=raw, resets=len(pos), reset_positions=pos if self.reset_id is not None else None,
+                     prefill=pre if prefill else None)
+        text = visible
     return Completion(text=text, token_ids=toks[:keep], num_tokens=keep, finish_reason=finish,
                       logprob=float(sum(lps[:keep])), model_logprob=float(sum(mlps[:keep])), token_logprobs=mlps[:keep],
-                      temperatures=taus[:keep] if self.temperature_fn is not None else None)
+                      temperatures=taus[:keep] if self.temperature_fn is not None else None, **extra)
 HFGenerator._completion = _completion
 
 # %% ../nbs/02_generate.ipynb #ace2c646
-def _generate(self, texts, n, temperature, top_p, max_new_tokens, stop, seed):
-    seqs = [self.encode(t) for t in texts]
+def _prefill_ids(self, prefill) -> list[list[int]]:
+    "Token ids of each prompt's forced response start (text is encoded as a completion, without EOS)."
+    return [[] if p is None else ([int(t) for t in p] if isinstance(p, (list, tuple)) else
+             self.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prefill]
+HFGenerator._prefill_ids = _prefill_ids
+
+class _RowView:
+    "Streaming state of one sample: the tokens since the last reset and the visible text already shown."
+    def __init__(self, gen, pre): self.gen, self.ids, self.shown = gen, list(pre), ""
+    def step(self, i, j, t):
+        g = self.gen
+        if g.reset_id is not None and t == g.reset_id:
+            self.ids, self.shown = [], ""
+            return StreamEvent(i, j, "", "", reset=True)
+        if t in g.eos_ids: return None
+        self.ids.append(t)
+        new = g.decode(self.ids)
+        if new.endswith("\ufffd") or new == self.shown: return None     # an unfinished UTF-8 character: wait for its next byte
+        delta = new[len(self.shown):] if new.startswith(self.shown) else ""
+        self.shown = new
+        return StreamEvent(i, j, new, delta)
+    def done(self, i, j, c):
+        delta = c.text[len(self.shown):] if c.text.startswith(self.shown) else ""
+        return StreamEvent(i, j, c.text, delta, done=True, completion=c)
+
+def _generate_iter(self, texts, n, temperature, top_p, max_new_tokens, stop, seed, prefill=None, events=False):
+    "The decode over all prompts; yields `StreamEvent`s when `events`, and returns the Completions."
+    pre = self._prefill_ids(prefill) if prefill is not None else [[] for _ in texts]
+    seqs = [self.encode(t) + p for t, p in zip(texts, pre)]
     for i, s in enumerate(seqs):
         check(len(s) > 0, f"Prompt {i} is empty after tokenisation; give the model at least one token to continue.")
         if self.max_len is not None and len(s) > self.max_len:
-            raise LatentLMError(f"Prompt {i} has {len(s)} tokens, longer than the model's context of {self.max_len} tokens "
-                                "(max_position_embeddings). Shorten or truncate the prompt.")
+            raise LatentLMError(f"Prompt {i} has {len(s)} tokens{' with its prefill' if pre[i] else ''}, longer than the model's "
+                                f"context of {self.max_len} tokens (max_position_embeddings). Shorten or truncate the prompt.")
     greedy = temperature == 0 and self.temperature_fn is None
     reps = 1 if greedy else n
     rows = sorted(((i, j) for i in range(len(seqs)) for j in range(reps)), key=lambda r: -len(seqs[r[0]]))
@@ -317,13 +458,40 @@ def _generate(self, texts, n, temperature, top_p, max_new_tokens, stop, seed):
             if not greedy:
                 gens = [torch.Generator().manual_seed(row_seed(seed, i, j)) for i, j in batch]
                 us = torch.stack([torch.rand(max_new_tokens, generator=g, dtype=torch.float64) for g in gens]).to(self.device)
-            res = self._run_batch([seqs[i] for i, _ in batch], us, temperature, top_p, [cap(i) for i, _ in batch], stop)
-            for (i, j), c in zip(batch, res): out[i][j] = c
+            it = self._decode([seqs[i] for i, _ in batch], us, temperature, top_p, [cap(i) for i, _ in batch], stop,
+                              [pre[i] for i, _ in batch])
+            views = [_RowView(self, pre[i]) for i, _ in batch] if events else None
+            while True:
+                try: step = next(it)
+                except StopIteration as e: res = e.value; break
+                if events:
+                    for r, t in step:
+                        ev = views[r].step(*batch[r], t)
+                        if ev is not None: yield ev
+            for r, ((i, j), c) in enumerate(zip(batch, res)):
+                out[i][j] = c
+                if events: yield views[r].done(i, j, c)
     finally:
         self.model.train(was_training)
     if greedy: return [[copy.deepcopy(o[0]) for _ in range(n)] for o in out]
     return out
+HFGenerator._generate_iter = _generate_iter
+
+def _generate(self, texts, n, temperature, top_p, max_new_tokens, stop, seed, prefill=None):
+    it = self._generate_iter(texts, n, temperature, top_p, max_new_tokens, stop, seed, prefill)
+    while True:
+        try: next(it)
+        except StopIteration as e: return e.value
 HFGenerator._generate = _generate
+
+def _stream(self, prompts, n: int = 1, temperature: float = 1.0, top_p: float = 1.0, max_new_tokens: int = 128,
+            stop: str | list[str] | None = None, seed: int | list[int] | None = None, chat: bool = True,
+            system: str | None = None, prefill: list | None = None):
+    """`generate` token by token: `StreamEvent`s as the tokens come (a `reset` event clears the visible text), then one
+    `done` event per completion holding it. Greedy decoding streams sample 0 of each prompt (the others are copies)."""
+    yield from self._generate_iter(**self._prepare(prompts, n, temperature, top_p, max_new_tokens, stop, seed, chat, system, prefill),
+                                   events=True)
+HFGenerator.stream = _stream
 
 # %% ../nbs/02_generate.ipynb #2ca9cd69
 def vllm_sampling_kwargs(n: int, temperature: float, top_p: float, max_new_tokens: int, stop: list[str], seed: int | None) -> dict:

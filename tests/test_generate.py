@@ -155,3 +155,72 @@ def test_vllm_gets_per_prompt_seeds():
     g.generate(["b"], n=2, seed=[8], chat=False)
     assert [p["seed"] for p in seen] == [row_seed([7, 8], 0, 0), row_seed([7, 8], 1, 0), row_seed([8], 0, 0)]
     assert seen[1]["seed"] == seen[2]["seed"]
+
+
+def _reset_setup(lm):
+    "A reset token chosen among the greedy outputs so that prompts of one batch hold different numbers of it."
+    m, tok = lm
+    ids = [r[0].token_ids for r in HFGenerator(m, tok, batch_size=4).generate(PROMPTS, temperature=0, max_new_tokens=24)]
+    counts = {t: [s.count(t) for s in ids] for t in {t for s in ids for t in s}}
+    rid = max(counts, key=lambda t: len(set(counts[t])))
+    assert len(set(counts[rid])) >= 2, counts[rid]
+    return m, tok, ids, rid
+
+
+def test_reset_aware_text_in_batches(lm):
+    m, tok, ids, rid = _reset_setup(lm)
+    rg = HFGenerator(m, tok, batch_size=4, reset_token=rid)
+    res = rg.generate(PROMPTS, temperature=0, max_new_tokens=24)
+    for c, s in zip((r[0] for r in res), ids):
+        assert c.token_ids == s
+        pos = [k for k, t in enumerate(s) if t == rid]
+        assert c.reset_positions == pos and c.resets == len(pos)
+        body = s[:-1] if s[-1] == tok.eos_token_id else s
+        assert c.text == (rg.decode(body[pos[-1] + 1:]) if pos else rg.decode(body))
+        assert c.raw_text == rg.decode(body)
+    assert len({r[0].resets for r in res}) >= 2          # the batch mixes reset counts
+
+
+def test_reset_aware_streaming(lm):
+    m, tok, ids, rid = _reset_setup(lm)
+    rg = HFGenerator(m, tok, batch_size=3, reset_token=rid)
+    res = rg.generate(PROMPTS, n=2, temperature=1.0, max_new_tokens=24, seed=3)
+    evs = list(rg.stream(PROMPTS, n=2, temperature=1.0, max_new_tokens=24, seed=3))
+    shown = {}
+    for e in evs:
+        k = (e.prompt, e.sample)
+        shown[k] = "" if e.reset else shown.get(k, "") + e.delta
+        if not e.done: assert shown[k] == e.text
+    for i, row in enumerate(res):
+        for j, c in enumerate(row):
+            assert shown[(i, j)] == c.text
+            assert sum(e.reset for e in evs if (e.prompt, e.sample) == (i, j)) == c.resets
+            assert next(e.completion for e in evs if e.done and (e.prompt, e.sample) == (i, j)).token_ids == c.token_ids
+
+
+def test_logit_bias_and_missing_reset_token(lm):
+    m, tok, ids, rid = _reset_setup(lm)
+    assert HFGenerator(m, tok, logit_bias={rid: 1e4}).generate(PROMPTS[:1], temperature=0, max_new_tokens=4)[0][0].token_ids == [rid] * 4
+    ban = HFGenerator(m, tok, reset_token=rid, logit_bias={rid: float("-inf")})
+    assert sum(c.resets for r in ban.generate(PROMPTS, n=3, temperature=1.0, max_new_tokens=24, seed=0) for c in r) == 0
+    with pytest.raises(LatentLMError, match="add_reset_token"): HFGenerator(m, tok, reset_token="[RESET]")
+    with pytest.raises(LatentLMError, match="not a token id"): HFGenerator(m, tok, logit_bias={10**6: 1.0})
+    with pytest.raises(LatentLMError, match="inf"): HFGenerator(m, tok, logit_bias={1: float("inf")})
+
+
+def test_prefill(lm):
+    m, tok, ids, rid = _reset_setup(lm)
+    g = HFGenerator(m, tok, reset_token=rid)
+    pf = g.generate(PROMPTS[:2], temperature=0, max_new_tokens=10, prefill=["Sure, here", None])
+    ref = g.generate([g.format_prompt(PROMPTS[0]) + "Sure, here"], chat=False, temperature=0, max_new_tokens=10)[0][0]
+    assert pf[0][0].token_ids == ref.token_ids and pf[0][0].prefill == "Sure, here"
+    assert pf[0][0].raw_text == "Sure, here" + ref.raw_text
+    assert pf[1][0].token_ids == ids[1][:10]
+    with pytest.raises(LatentLMError, match="one entry per prompt"): g.generate(PROMPTS, prefill=["x"])
+    with pytest.raises(LatentLMError, match="does not support prefill"): FunctionGenerator(lambda p: p).generate(["a"], prefill=["x"])
+
+
+def test_base_stream_yields_done_events():
+    fg = FunctionGenerator(lambda p: p.upper())
+    evs = list(fg.stream(["ab", "cd"], n=2, chat=False))
+    assert [(e.prompt, e.sample, e.text, e.done) for e in evs] == [(0, 0, "AB", True), (0, 1, "AB", True), (1, 0, "CD", True), (1, 1, "CD", True)]
