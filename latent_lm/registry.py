@@ -96,20 +96,8 @@ class Method:
 ORDER = ("blt", "coconut", "adaptive", "scpo", "thought", "backtrack", "source2synth", "backtranslate", "evaluator", "alma")
 
 PLANNED = {m.name: m for m in [
-    Method("adaptive", "Adaptive decoding / LPO", "a head that picks the sampling temperature per token or per prompt, trained with Latent Preference Optimization",
-           "Adaptive Decoding via Latent Preference Optimization", "2411.09661"),
-    Method("thought", "Thought PO", "thought-then-response training where the judge sees only the response",
-           "Thinking LLMs: General Instruction Following with Thought Generation", "2410.10630"),
-    Method("backtrack", "Backtracking", "a [RESET] token, SFT + DPO recipes, reset-aware generation",
-           "Backtracking Improves Generation Safety", "2409.14586"),
-    Method("source2synth", "Source2Synth", "grounded multi-hop and table (SQL) data synthesis with curation",
-           "Source2Synth: Synthetic Data Generation and Curation Grounded in Real Data Sources", "2409.08239"),
     Method("backtranslate", "Back-and-forth translation", "backtranslated instructions, filtering, grounded rewriting",
            "Better Alignment with Instruction Back-and-Forth Translation", "2408.04614"),
-    Method("evaluator", "Self-Taught Evaluator", "judges trained on their own synthetic preference judgements, iteratively",
-           "Self-Taught Evaluators", "2408.02666"),
-    Method("alma", "ALMA", "multi-round self-bootstrapped alignment: prompt synthesis, multi-checkpoint responses, judge enhancement",
-           "ALMA: Alignment with Minimal Annotation", "2412.04305"),
 ]}
 
 _REGISTRY: dict[str, Method] = {}

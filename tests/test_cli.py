@@ -15,7 +15,7 @@ def test_help_lists_commands_and_methods():
     for w in ("tour", "generate", "docs", "readme", "dpo", "sft"): assert w in r.stdout
 
 @pytest.mark.parametrize("args,msg", [(["dpoo", "fit"], "Did you mean 'dpo'"), (["dpo"], "needs a verb"), (["nope"], "Unknown method"),
-                                      (["alma", "run"], "planned"), (["dpo", "fitt"], "Did you mean 'fit'")])
+                                      (["backtranslate", "run"], "planned"), (["dpo", "fitt"], "Did you mean 'fit'")])
 def test_bad_commands_exit_2_with_a_clear_message(args, msg):
     r = cli(*args); assert r.returncode == 2 and msg in r.stderr, r.stderr
 
