@@ -173,7 +173,11 @@ def method_status(m: Method, root=".") -> dict:
     bench = bool(m.bench) and (root / m.bench).is_file()
     verdict, res = None, (root / "bench" / "results" / f"{Path(m.bench).stem}.json") if m.bench else None
     if res is not None and res.is_file():
-        try: verdict = json.loads(res.read_text()).get("verdict") or "no verdict"
+        try:
+            r = json.loads(res.read_text())
+            verdict = r.get("verdict") or "no verdict"
+            failed = [k for k, f in (("premise", "holds"), ("positive control", "shows")) if (r.get(k.replace(" ", "_")) or {}).get(f) is False]
+            if failed: verdict += f" ({' and '.join(failed)} failed)"        # a verdict is only as good as its controls
         except (ValueError, AttributeError): verdict = "unreadable results file"
     have = [bool(nbs) and len(nbs) == len(m.notebooks), bool(cfgs), bench, bool(m.verbs)]
     return dict(notebooks=nbs, configs=cfgs, bench=bench, verdict=verdict,
