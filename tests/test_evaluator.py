@@ -269,3 +269,17 @@ def test_resume_after_kill_is_identical(tiny_run, tmp_path):
     bad = [k for k in expected if got[k] != expected[k]]
     assert not bad, bad
     assert json.loads(r.stdout)["judges"][1]["accuracy"] == s["judges"][1]["accuracy"]
+
+
+def test_dpo_stage_trains_after_sft(tmp_path):
+    "select.dpo_pairs > 0: the iteration trains SFT on the kept judgements, then DPO + NLL from that SFT model on (agreeing, disagreeing) pairs."
+    d = tmp_path / "run"
+    r = subprocess.run(_args(d, ["--select.dpo_pairs", "1", "--json"]), capture_output=True, text=True, env=ENV, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    sel = [x for x in read_jsonl(d / "round_0" / "selected.jsonl")]
+    dpo = [x for x in sel if x["kind"] == "dpo"]
+    assert dpo and all(parse_judgement(x["chosen"]) == x["label"] and parse_judgement(x["rejected"]) != x["label"] for x in dpo)
+    assert (d / "round_0" / "sft" / "model" / "model.safetensors").exists()
+    done = json.loads((d / "round_0" / "model" / "latent_lm_done.json").read_text())
+    assert "dpo" in done                                                          # the DPO stage ran and is recorded in the done marker
+    assert (d / "round_0" / "model" / "model.safetensors").read_bytes() != (d / "round_0" / "sft" / "model" / "model.safetensors").read_bytes()
