@@ -16,9 +16,10 @@ from .judge import (parse_number, extract_answer, normalize_answer, boxed_conten
 
 # %% auto #0
 __all__ = ['NAMES', 'ITEMS', 'OPS', 'STEP_TEMPLATES', 'GSM8K_PROMPT', 'MATH_PROMPT', 'QUESTION_ONLY', 'EVAL_KEYS',
-           'arithmetic_problem', 'arithmetic_problems', 'format_question', 'sft_records', 'check_answer', 'check_steps',
-           'solution_paths', 'task_tokenizer', 'arithmetic_tokenizer', 'SeedModelConfig', 'greedy_accuracy',
-           'train_seed_model', 'evaluate_answers', 'eval_metrics']
+           'SCRATCH_TASKS', 'SCRATCH_FORMAT', 'arithmetic_problem', 'arithmetic_problems', 'format_question',
+           'sft_records', 'check_answer', 'check_steps', 'solution_paths', 'task_tokenizer', 'arithmetic_tokenizer',
+           'SeedModelConfig', 'greedy_accuracy', 'train_seed_model', 'evaluate_answers', 'eval_metrics',
+           'scratch_problem', 'scratch_problems', 'check_scratch']
 
 # %% ../nbs/07_tasks.ipynb #0c7d9298
 NAMES = ("Ada", "Ben", "Cleo", "Dan", "Eva", "Finn", "Gus", "Hana", "Ivo", "Jo", "Kai", "Lea", "Max", "Nia", "Omar", "Pia",
@@ -283,3 +284,60 @@ def eval_metrics(recs: list[dict]) -> dict:
     se = lambda p: math.sqrt(max(p * (1 - p), 1e-12) / n)
     return {"greedy_accuracy": g, "greedy_accuracy_se": se(g), "sc_accuracy": sc, "sc_accuracy_se": se(sc),
             "sample_accuracy": sum(r["sample_accuracy"] for r in recs) / n, "n_test": n}
+
+# %% ../nbs/07_tasks.ipynb #3647b9ca
+SCRATCH_TASKS = ("sums", "sort", "lookup")
+SCRATCH_FORMAT = r"re:####[ \t]*([^\n]*)"      # the answer line of every scratchpad task (numbers or a list of numbers)
+_SCRATCH_DEFAULTS = {"sums": {"n_numbers": 4, "lo": 10, "hi": 99}, "sort": {"n_numbers": 5, "lo": 1, "hi": 99},
+                     "lookup": {"n_keys": 5, "lo": 0, "hi": 9}}
+
+def _scratch_params(task: str, params: dict) -> dict:
+    check(task in SCRATCH_TASKS, f"Unknown scratchpad task {task!r}; choose one of {SCRATCH_TASKS}.")
+    d = dict(_SCRATCH_DEFAULTS[task])
+    bad = sorted(set(params) - set(d))
+    check(not bad, f"Unknown difficulty key{'s' if len(bad) > 1 else ''} {bad} for task {task!r}; it has {sorted(d)}.")
+    d.update(params)
+    for k, v in d.items(): check(isinstance(v, int) and not isinstance(v, bool), f"{task}.{k} must be an integer, got {v!r}.")
+    check(0 <= d["lo"] <= d["hi"], f"{task}: need 0 <= lo <= hi, got lo={d['lo']}, hi={d['hi']}.")
+    n = d.get("n_numbers", d.get("n_keys"))
+    check(n >= 2, f"{task} needs at least 2 numbers (or keys), got {n}.")
+    check(task != "lookup" or n <= 26, f"lookup has at most 26 keys (the letters), got {n}.")
+    return d
+
+def scratch_problem(task: str, index: int, seed: int = 0, **difficulty) -> dict:
+    "Problem `index` of scratchpad task `task` ('sums', 'sort' or 'lookup'): `{key, task, index, question, answer, thought}`."
+    d = _scratch_params(task, difficulty)
+    rng = random.Random(int(stable_hash("scratch-v1", task, seed, index, d), 16))
+    if task == "sums":
+        xs = [rng.randint(d["lo"], d["hi"]) for _ in range(d["n_numbers"])]
+        steps, cur = [], xs[0]
+        for x in xs[1:]: steps.append(f"{cur} + {x} = {cur + x}"); cur += x
+        q, ans, thought = "What is " + " + ".join(map(str, xs)) + "?", cur, ", ".join(steps)
+    elif task == "sort":
+        xs = [rng.randint(d["lo"], d["hi"]) for _ in range(d["n_numbers"])]
+        rest, steps = list(xs), []
+        while len(rest) > 1:
+            m = min(rest); rest.remove(m); steps.append(f"{m} | " + " ".join(map(str, rest)))
+        q, ans, thought = "Sort " + " ".join(map(str, xs)) + ".", " ".join(map(str, sorted(xs))), ", ".join(steps)
+    else:
+        keys = rng.sample("abcdefghijklmnopqrstuvwxyz", d["n_keys"])
+        vals = [rng.randint(d["lo"], d["hi"]) for _ in keys]
+        k = rng.choice(keys)
+        q = ", ".join(f"{a} = {v}" for a, v in zip(keys, vals)) + f". What is {k}?"
+        ans, thought = vals[keys.index(k)], ""
+    return {"key": stable_hash("scratch", task, seed, index, d), "task": task, "index": index, "question": q, "answer": ans,
+            "thought": thought}
+
+def scratch_problems(task: str, n: int, seed: int = 0, start: int = 0, exclude: Iterable[str] = (), **difficulty) -> list[dict]:
+    "`n` distinct problems of a scratchpad task (indices from `start` on), skipping any whose question is in `exclude`."
+    check(isinstance(n, int) and n >= 0, f"n must be an integer >= 0, got {n!r}.")
+    seen, out, i = set(exclude), [], start
+    while len(out) < n:
+        p = scratch_problem(task, i, seed, **difficulty); i += 1
+        if p["question"] not in seen: seen.add(p["question"]); out.append(p)
+        check(i - start <= 20 * n + 1000, f"Could not find {n} distinct {task} problems at this difficulty ({len(out)} found); widen lo..hi.")
+    return out
+
+def check_scratch(response: str, gold) -> bool:
+    "The exact checker of the scratchpad tasks: the response's last `#### ...` line equals `gold` (a number, or numbers joined by spaces)."
+    return answers_equal(answer_extractor(SCRATCH_FORMAT)(response), normalize_answer(gold))
