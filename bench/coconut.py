@@ -286,7 +286,7 @@ def notes(arms: dict, det: dict, steps: dict, gen: dict, mode: str) -> str:
         f"{steps['prosqa_text']['thoughts']} thoughts). Batched cached generation answers {gen['batched_over_batch1']:.1f}x as many questions per "
         f"second as batch-1 cached decoding and {gen['batched_over_naive']:.1f}x as many as the official-style batch-1 uncached decoding "
         f"(outputs identical: {gen['identical_outputs']}).",
-        "Scale: the spec's CPU pilot, on ProsQA-like DAGs with a few thousand steps, found CoT learning to follow edges (75-85%) while the "
+        "Scale: a CPU pilot, on ProsQA-like DAGs with a few thousand steps, found CoT learning to follow edges (75-85%) while the "
         "latent curriculum and pause-as-thought stayed near chance; the published small-model evidence for Coconut >> CoT "
         "on symbolic ProsQA (Zhu et al. 2025: 2-layer, 768-d GPT-2 from scratch, Coconut near 100% vs CoT ~75%) used 300 epochs x 14.8k "
         "graphs, about 4.4M training sequences (~24 h on 2 A100s), " + f"{4.4e6 / max(1, c['steps'] * bs):.0f}x the {c['steps'] * bs:,} sequences of "
