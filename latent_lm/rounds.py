@@ -116,8 +116,9 @@ def _type_ok(v, tp) -> bool:
     if isinstance(tp, type): return isinstance(v, tp)
     return True
 
-def section_from_dict(cls, d: dict | None, where: str):
-    "A config dataclass from a mapping, rejecting unknown keys and wrongly typed values with the field's dotted name."
+def section_from_dict(cls, d: dict | None, where: str, base=None):
+    """A config dataclass from a mapping, rejecting unknown keys and wrongly typed values with the field's dotted name.
+    Keys the mapping leaves out keep `base`'s values (the parent config's default for this section), else the class defaults."""
     if is_dataclass(d) and isinstance(d, cls): return d
     d = {} if d is None else d
     check(isinstance(d, dict), f"Config section '{where}' must be a mapping, got {d!r}.")
@@ -128,11 +129,16 @@ def section_from_dict(cls, d: dict | None, where: str):
     kw = {}
     for k, v in d.items():
         tp = hints[k]
-        if is_dataclass(tp): kw[k] = section_from_dict(tp, v, f"{where}.{k}"); continue
+        if is_dataclass(tp): kw[k] = section_from_dict(tp, v, f"{where}.{k}", getattr(base, k, None)); continue
         if tp is float and isinstance(v, int) and not isinstance(v, bool): v = float(v)
         check(_type_ok(v, tp), f"{where}.{k} must be {getattr(tp, '__name__', str(tp))}, got {v!r} ({type(v).__name__}).")
         kw[k] = v
-    return cls(**kw)
+    return dataclasses.replace(base, **kw) if isinstance(base, cls) else cls(**kw)
+
+def _field_default(f):
+    "A dataclass field's default value (calling its default_factory), or None when it has none."
+    if f.default_factory is not dataclasses.MISSING: return f.default_factory()
+    return None if f.default is dataclasses.MISSING else f.default
 
 def config_from_dict(cls, d: dict):
     "A whole config (a dataclass whose dataclass-typed fields are its sections) from nested mappings, e.g. a loaded YAML."
@@ -142,7 +148,7 @@ def config_from_dict(cls, d: dict):
     check(not bad, f"Unknown config key{'s' if len(bad) > 1 else ''} {bad}; the top level has {sorted(names)}.")
     for k, v in d.items():
         tp = hints[k]
-        if is_dataclass(tp): kw[k] = section_from_dict(tp, v, k)
+        if is_dataclass(tp): kw[k] = section_from_dict(tp, v, k, _field_default(next(f for f in fields(cls) if f.name == k)))
         else:
             if tp is float and isinstance(v, int) and not isinstance(v, bool): v = float(v)
             check(_type_ok(v, tp), f"{k} must be {getattr(tp, '__name__', str(tp))}, got {v!r} ({type(v).__name__}).")
@@ -314,7 +320,7 @@ def _stage_train(self, k: int, model: str, selected: list[dict], n_scored: int) 
     d = self.round_dir(k); out = d / "model"
     if not (out / DONE).exists():
         check(len(selected) > 0, f"Round {k} selected no training records from {n_scored} scored generations; "
-                                 "loosen the selection (e.g. a lower vote threshold) or generate more samples.")
+                                 "loosen the method's selection settings or generate more samples.")
         (d / "train").mkdir(exist_ok=True)
         info = self.train_fn(model, selected, out, model) or {}
         check((out / "config.json").exists(), f"train() must save a Hugging Face model folder to {out}.")
