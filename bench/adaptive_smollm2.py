@@ -128,7 +128,9 @@ def main(argv=None) -> int:
         log(f"seed {seed}: LPO samples and head")
         ad = AdaptiveDecoder.from_model(lm, tok, TEMPS, "sequence", width=64, seed=seed)
         recs = sample_scored(ad, train, judge, n=4, max_new_tokens=MAX_NEW, seed=seed, batch_size=32,
-                             out=work / f"samples_s{seed}.jsonl", chunk_size=32)
+                             out=work / f"samples_s{seed}.jsonl", chunk_size=32,      # a rerun with other settings refuses the old samples
+                             fingerprint={"model": "smollm2-135m-instruct", "temperatures": list(TEMPS), "n": 4, "max_new_tokens": MAX_NEW,
+                                          "seed": seed, "head_width": 64, "prompts": [it["text"] for it in train]})
         pairs = lpo_pairs(recs)
         m = fit_lpo(ad, pairs, "temperature", beta=1.0, lr=3e-3, epochs=20, batch_size=16, seed=seed, root_dir=work / "train")
         outs = ad.generate([it["prompt"] for it in test], n=2, max_new_tokens=MAX_NEW, seed=[key_seed(2000, it["key"]) for it in test],
