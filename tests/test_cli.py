@@ -15,9 +15,16 @@ def test_help_lists_commands_and_methods():
     for w in ("tour", "generate", "docs", "readme", "dpo", "sft"): assert w in r.stdout
 
 @pytest.mark.parametrize("args,msg", [(["dpoo", "fit"], "Did you mean 'dpo'"), (["dpo"], "needs a verb"), (["nope"], "Unknown method"),
-                                      (["backtranslate", "run"], "planned"), (["dpo", "fitt"], "Did you mean 'fit'")])
+                                      (["dpo", "fitt"], "Did you mean 'fit'")])
 def test_bad_commands_exit_2_with_a_clear_message(args, msg):
     r = cli(*args); assert r.returncode == 2 and msg in r.stderr, r.stderr
+
+def test_a_planned_method_exits_2_saying_it_is_planned(monkeypatch, capsys):
+    import latent_lm.registry as R
+    from latent_lm.cli import main
+    monkeypatch.setitem(R.PLANNED, "demo_planned", R.Method("demo_planned", "A planned demo", "not built yet"))
+    assert main(["demo_planned", "run"]) == 2
+    assert "planned but not implemented" in capsys.readouterr().err
 
 def test_every_registered_verb_has_help():
     "Every verb in the registry resolves, imports and builds its parser (typed signature / LightningCLI classes): --help exits 0."
