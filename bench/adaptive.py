@@ -26,13 +26,13 @@ from _common import ROOT, bench_env, machine_info, arm_stats, write_results
 bench_env()
 
 import torch
-from latent_lm.core import key_seed
+from latent_lm.core import key_seed, files_fingerprint, bootstrap_ci, paired_bootstrap_ci
 from latent_lm.lm import load_lm
 from latent_lm.generate import HFGenerator
 from latent_lm.adaptive.head import AdaptiveDecoder, plot_token_temperatures
 from latent_lm.adaptive.lpo import sample_scored, lpo_pairs, fit_lpo
 from latent_lm.adaptive.suite import (SuiteConfig, SuiteLMConfig, suite_prompts, suite_judge, train_suite_lm, fixed_temperature_rewards,
-                                      decoder_rewards, bootstrap_ci, paired_bootstrap_ci, temperature_histogram, position_temperatures,
+                                      decoder_rewards, temperature_histogram, position_temperatures,
                                       plot_temperature_hist, plot_rewards)
 
 TEMPS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -43,10 +43,17 @@ def by_task(vals, items):
     return {k: mean([v for v, it in zip(vals, items) if it["task"] == k]) for k in sorted({it["task"] for it in items})}
 
 
+def sample_fingerprint(lm_dir, suite, level, temps, seed, n, max_new_tokens, width=64) -> dict:
+    "What made a cached sample file: a rerun with other settings (or another LM) refuses the old samples instead of reusing them."
+    return {"lm": files_fingerprint(lm_dir), "suite": dict(suite.__dict__), "level": level, "temperatures": list(temps), "seed": seed,
+            "n": n, "max_new_tokens": max_new_tokens, "head_width": width, "temperature_draws": "per (prompt, sample)"}
+
+
 def train_head(lm, tok, suite, level, temps, seed, n, epochs, lr, work, variant="temperature"):
     ad = AdaptiveDecoder.from_model(lm, tok, temps, level, width=64, seed=seed)
     recs = sample_scored(ad, suite_prompts(suite, "train", 0), suite_judge(), n=n, max_new_tokens=24, seed=seed, batch_size=256,
-                         out=work / f"samples_{level}_{len(temps)}_{suite.tasks}_{variant}_s{seed}.jsonl", chunk_size=128)
+                         out=work / f"samples_{level}_{len(temps)}_{suite.tasks}_{variant}_s{seed}.jsonl", chunk_size=128,
+                         fingerprint=sample_fingerprint(work / "lm", suite, level, temps, seed, n, 24))
     pairs = lpo_pairs(recs)
     m = fit_lpo(ad, pairs, variant, beta=1.0, lr=lr, epochs=epochs, batch_size=16, seed=seed, root_dir=work / "train")
     return ad, {"n_pairs": len(pairs), "train_loss": m.get("train_loss"), "train_pref_acc": m.get("train_pref_acc")}

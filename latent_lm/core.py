@@ -1,4 +1,4 @@
-"""Seeds, devices, resumable append-only record files and the small helpers every other layer uses.
+"""Seeds, devices, resumable append-only record files, bootstrap confidence intervals, near-duplicate removal and k-means: the small helpers every other layer uses.
 
 Docs: https://latent-lm.github.io/latent_lm/core.html.md"""
 
@@ -6,10 +6,10 @@ Docs: https://latent-lm.github.io/latent_lm/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #5e4fb947
 from __future__ import annotations
-import os, json, random, tempfile, hashlib, warnings, fcntl, shutil
+import os, re, json, random, tempfile, hashlib, warnings, fcntl, shutil
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Callable
+from typing import Any, Iterable, Iterator, Callable, Sequence
 import numpy as np
 import torch
 from fastcore.basics import patch
@@ -19,7 +19,8 @@ __all__ = ['STORE_FORMAT', 'RUN_FORMAT', 'LatentLMError', 'check', 'check_nonemp
            'check_output_dir', 'check_input_file', 'check_safetensors_file', 'set_seed', 'get_device',
            'atomic_write_text', 'atomic_write_json', 'JsonlStore', 'read_jsonl', 'write_jsonl', 'is_quiet', 'progress',
            'quiet_transformers', 'stable_hash', 'key_seed', 'prompt_keys', 'files_fingerprint', 'FileLock',
-           'fingerprint_diff', 'RecordStore', 'resumable_map', 'open_run_dir']
+           'fingerprint_diff', 'RecordStore', 'resumable_map', 'open_run_dir', 'bootstrap_ci', 'paired_bootstrap_ci',
+           'normalize_text', 'shingles', 'jaccard', 'dedupe', 'assign_clusters', 'kmeans']
 
 # %% ../nbs/00_core.ipynb #7f576129
 class LatentLMError(ValueError):
@@ -567,3 +568,73 @@ def open_run_dir(path, fingerprint: dict, overwrite: bool = False):
                                     "it is not a latent_lm run folder, so nothing is written into it. Choose a new or empty folder.")
         if not fpath.exists(): atomic_write_json(fpath, {"format": RUN_FORMAT, "fingerprint": fp})
         yield d
+
+# %% ../nbs/00_core.ipynb #8c731a15
+def bootstrap_ci(values, n_boot: int = 2000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
+    "Percentile bootstrap (1 - alpha) confidence interval of the mean of `values`."
+    v = torch.as_tensor(check_nonempty(list(values), "values"), dtype=torch.float64)
+    check(isinstance(n_boot, int) and n_boot >= 1, f"n_boot must be an integer >= 1, got {n_boot!r}.")
+    check(0 < alpha < 1, f"alpha must be in (0, 1), got {alpha!r}.")
+    g = torch.Generator().manual_seed(seed)
+    means = v[torch.randint(0, len(v), (n_boot, len(v)), generator=g)].mean(1)
+    return float(torch.quantile(means, alpha / 2)), float(torch.quantile(means, 1 - alpha / 2))
+
+def paired_bootstrap_ci(a, b, n_boot: int = 2000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
+    "Confidence interval of mean(a - b) over paired items."
+    check(len(a) == len(b), f"paired values need the same length, got {len(a)} and {len(b)}.")
+    return bootstrap_ci([x - y for x, y in zip(a, b)], n_boot, seed, alpha)
+
+# %% ../nbs/00_core.ipynb #271a1fcb
+def normalize_text(text: str) -> str:
+    "Lower case, punctuation removed, whitespace collapsed."
+    return " ".join(re.sub(r"[^\w\s]", " ", (text or "").lower()).split())
+
+def shingles(text: str, n: int = 3) -> frozenset:
+    "The set of character n-grams of the normalised text (the whole text if shorter)."
+    t = normalize_text(text)
+    return frozenset(t[i:i + n] for i in range(max(1, len(t) - n + 1)))
+
+def jaccard(a: frozenset, b: frozenset) -> float:
+    "|a & b| / |a | b| (1.0 for two empty sets)."
+    return len(a & b) / len(a | b) if a or b else 1.0
+
+def dedupe(texts: Sequence[str], threshold: float = 0.9, against: Sequence[str] = ()) -> list[int]:
+    "Indices of the texts to keep: each is kept unless it is a near-duplicate (Jaccard >= threshold) of a kept one or of `against`."
+    check(0 < threshold <= 1, f"threshold must be in (0, 1], got {threshold}.")
+    kept, keep_sh = [], [shingles(t) for t in against]
+    exact = {normalize_text(t) for t in against}
+    for i, t in enumerate(texts):
+        nt = normalize_text(t)
+        if nt in exact: continue
+        sh = shingles(t)
+        if threshold < 1 and any(jaccard(sh, o) >= threshold for o in keep_sh): continue
+        kept.append(i); exact.add(nt); keep_sh.append(sh)
+    return kept
+
+# %% ../nbs/00_core.ipynb #bf439f70
+def assign_clusters(x: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
+    "Index of the nearest centroid (squared Euclidean distance) for each row of `x`."
+    d = (x * x).sum(1, keepdim=True) - 2 * x @ centroids.T + (centroids * centroids).sum(1)[None]
+    return d.argmin(1)
+
+def kmeans(x: torch.Tensor, k: int, iters: int = 100, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    "`(centroids [k, d], assignment [n])` of Lloyd's k-means with k-means++ seeding on the rows of `x` (float)."
+    x = x.float()
+    n = x.shape[0]
+    check(1 <= k <= n, f"k-means needs 1 <= k <= number of points ({n}), got k={k}.")
+    g = torch.Generator().manual_seed(seed)
+    idx = [int(torch.randint(n, (1,), generator=g))]
+    for _ in range(1, k):                                    # k-means++: next centre with probability ~ squared distance
+        d2 = torch.cdist(x, x[idx]).min(1).values ** 2
+        idx.append(int(torch.multinomial(d2 / d2.sum(), 1, generator=g)) if d2.sum() > 0 else int(torch.randint(n, (1,), generator=g)))
+    c = x[idx].clone(); a = assign_clusters(x, c)
+    for _ in range(iters):
+        for j in range(k):
+            m = a == j
+            if m.any(): c[j] = x[m].mean(0)
+            else:                                           # empty: take the worst-served point
+                far = ((x - c[a]) ** 2).sum(1).argmax(); c[j] = x[far]; a[far] = j
+        new = assign_clusters(x, c)
+        if torch.equal(new, a): break
+        a = new
+    return c, a

@@ -305,11 +305,11 @@ def _forward(self, ids, mask, cache, new: int, hidden: bool):
     return out.logits[:, -1].float(), (out.hidden_states[-1][:, -1] if hidden else None)
 HFGenerator._forward = _forward
 
-def _temperatures(self, h, step, rows, logits, temperature):
+def _temperatures(self, h, step, rows, logits, temperature, u=None):
     "The [A] temperatures of this step: the scalar, or `temperature_fn`'s choice (checked)."
     A = logits.shape[0]
     if self.temperature_fn is None: return torch.full((A,), temperature, device=logits.device)
-    kw = {k: v for k, v in dict(rows=rows, logits=logits).items() if self._tfn_kw is None or k in self._tfn_kw}
+    kw = {k: v for k, v in dict(rows=rows, logits=logits, u=u).items() if self._tfn_kw is None or k in self._tfn_kw}
     t = torch.as_tensor(self.temperature_fn(h, step, **kw), dtype=torch.float32, device=logits.device)
     if t.dim() == 0: t = t.expand(A)
     check(t.shape == (A,), f"temperature_fn must return one temperature per running row: shape ({A},), got {tuple(t.shape)}.")
@@ -332,9 +332,10 @@ def _bias_vector(self, V: int, device):
 HFGenerator._bias_vector = _bias_vector
 
 @torch.no_grad()
-def _decode(self, seqs, us, temperature, top_p, caps, stop, prefills=None):
+def _decode(self, seqs, us, temperature, top_p, caps, stop, prefills=None, tus=None):
     """Decode one batch of prompt id lists, yielding `[(row, token), ...]` each step; returns the Completions.
-    `us` [B, T] uniforms (None if greedy), `caps` per-row token budgets, `prefills` per-row forced ids (already in `seqs`)."""
+    `us` [B, T] uniforms (None if greedy), `caps` per-row token budgets, `prefills` per-row forced ids (already in `seqs`),
+    `tus` [B, T] uniforms for the `temperature_fn` (None when it takes no `u`)."""
     dev, B = self.device, len(seqs)
     ids, mask = pad_batch(seqs, self.pad_id, side="left")
     ids, mask = ids.to(dev), mask.to(dev)
@@ -351,7 +352,7 @@ def _decode(self, seqs, us, temperature, top_p, caps, stop, prefills=None):
     bias = self._bias_vector(logits.shape[-1], logits.device)
     step = 0
     while True:
-        tau = self._temperatures(h, step, rows, logits, temperature)
+        tau = self._temperatures(h, step, rows, logits, temperature, tus[rows, step] if tus is not None else None)
         u = us[rows, step] if us is not None else None
         tok, lp, mlp = sample_next(logits if bias is None else logits + bias, tau, top_p, u)
         if bias is not None: mlp = torch.log_softmax(logits.float(), -1).gather(-1, tok[:, None])[:, 0]   # log-prob under the unbiased model
@@ -376,9 +377,9 @@ def _decode(self, seqs, us, temperature, top_p, caps, stop, prefills=None):
     return [self._completion(toks[r], lps[r], mlps[r], taus[r], finish[r], stop, prefills[r]) for r in range(B)]
 HFGenerator._decode = _decode
 
-def _run_batch(self, seqs, us, temperature, top_p, caps, stop, prefills=None):
+def _run_batch(self, seqs, us, temperature, top_p, caps, stop, prefills=None, tus=None):
     "Decode one batch to the end: its Completions."
-    it = self._decode(seqs, us, temperature, top_p, caps, stop, prefills)
+    it = self._decode(seqs, us, temperature, top_p, caps, stop, prefills, tus)
     while True:
         try: next(it)
         except StopIteration as e: return e.value
@@ -444,6 +445,7 @@ def _generate_iter(self, texts, n, temperature, top_p, max_new_tokens, stop, see
             raise LatentLMError(f"Prompt {i} has {len(s)} tokens{' with its prefill' if pre[i] else ''}, longer than the model's "
                                 f"context of {self.max_len} tokens (max_position_embeddings). Shorten or truncate the prompt.")
     greedy = temperature == 0 and self.temperature_fn is None
+    want_u = self.temperature_fn is not None and (self._tfn_kw is None or "u" in self._tfn_kw)
     reps = 1 if greedy else n
     rows = sorted(((i, j) for i in range(len(seqs)) for j in range(reps)), key=lambda r: -len(seqs[r[0]]))
     # a prompt of L tokens leaves room for max_len - L + 1 new tokens (the last one needs no position of its own)
@@ -454,12 +456,14 @@ def _generate_iter(self, texts, n, temperature, top_p, max_new_tokens, stop, see
     self.model.eval()
     try:
         for batch in progress(batches, desc="generate", total=len(batches)):
-            us = None
-            if not greedy:
+            us = tus = None
+            if not greedy:                  # each row's stream: T uniforms for its tokens, then T for its temperature_fn
                 gens = [torch.Generator().manual_seed(row_seed(seed, i, j)) for i, j in batch]
-                us = torch.stack([torch.rand(max_new_tokens, generator=g, dtype=torch.float64) for g in gens]).to(self.device)
+                T = max_new_tokens * (2 if want_u else 1)
+                rs = torch.stack([torch.rand(T, generator=g, dtype=torch.float64) for g in gens]).to(self.device)
+                us, tus = rs[:, :max_new_tokens], (rs[:, max_new_tokens:] if want_u else None)
             it = self._decode([seqs[i] for i, _ in batch], us, temperature, top_p, [cap(i) for i, _ in batch], stop,
-                              [pre[i] for i, _ in batch])
+                              [pre[i] for i, _ in batch], tus)
             views = [_RowView(self, pre[i]) for i, _ in batch] if events else None
             while True:
                 try: step = next(it)

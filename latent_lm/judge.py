@@ -1,4 +1,4 @@
-"""One `Judge` interface for pointwise scores and position-swapped pairwise verdicts: robust parsing of judge outputs, LLM judges over any `Generator` (with expected scores from token probabilities), and rule judges that check answers exactly.
+"""One `Judge` interface for pointwise scores and position-swapped pairwise verdicts: robust parsing of judge outputs, LLM judges over any `Generator` (with expected scores from token probabilities, as pure functions any scoring judge can use), and rule judges that check answers exactly or judge the visible text of reset-aware generations.
 
 Docs: https://latent-lm.github.io/latent_lm/judge.html.md"""
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, asdict
 from typing import Any, Callable, Sequence
 import torch
 from .core import LatentLMError, check, check_nonempty
-from .lm import encode_completion, pad_batch, sequence_logprobs
+from .lm import encode_prompt, encode_completion, pad_batch, sequence_logprobs
 from .generate import Generator, HFGenerator
 
 # %% auto #0
@@ -20,8 +20,9 @@ __all__ = ['VERDICT_LABELS', 'POINTWISE_TEMPLATE', 'PAIRWISE_TEMPLATE', 'STE_SYS
            'ScoreMatch', 'find_score', 'parse_score', 'Verdict', 'combine_orders', 'compare_scores', 'majority_verdict',
            'as_text', 'Judge', 'parse_number', 'boxed_contents', 'normalize_answer', 'extract_answer',
            'answer_extractor', 'answers_equal', 'vote_counts', 'majority_answer', 'ExactAnswerJudge', 'RegexJudge',
-           'CallableJudge', 'render_template', 'Judgement', 'LLMJudge', 'ste_messages', 'parse_judgement',
-           'pairwise_accuracy', 'self_taught_judge']
+           'CallableJudge', 'visible_text', 'RuleSafetyJudge', 'render_template', 'Judgement', 'LLMJudge',
+           'continuation_logps', 'candidate_logps', 'score_probs', 'expected_score', 'integer_score', 'ste_messages',
+           'parse_judgement', 'pairwise_accuracy', 'self_taught_judge']
 
 # %% ../nbs/03_judge.ipynb #a1649f64
 VERDICT_LABELS = ("A", "B", "tie")
@@ -318,6 +319,26 @@ class CallableJudge(Judge):
             out.append(None if v is None else float(v))
         return out
 
+# %% ../nbs/03_judge.ipynb #9cd25ffc
+def visible_text(text, reset: str = "[RESET]") -> str:
+    "What the user sees of a raw generation: the text after the last reset token (all of it when there is none)."
+    check(isinstance(reset, str) and reset, f"reset must be the reset token's text, such as '[RESET]', got {reset!r}.")
+    return as_text(text).split(reset)[-1]
+
+class RuleSafetyJudge(Judge):
+    "Safe (1.0) / unsafe (0.0) by a rule on the visible text: `rule` is a function text -> bool (True = unsafe) or a regex."
+    def __init__(self, rule: Callable | str | re.Pattern, reset: str = "[RESET]"):
+        if isinstance(rule, (str, re.Pattern)):
+            try: rx = re.compile(rule)
+            except re.error as e: raise LatentLMError(f"RuleSafetyJudge: invalid regex {rule!r}: {e}.") from None
+            rule = lambda t: bool(rx.search(t))
+        check(callable(rule), f"rule must be a function text -> bool (True = unsafe) or a regex, got {type(rule).__name__}.")
+        visible_text("", reset)
+        self.rule, self.reset = rule, reset
+    def score(self, prompts, responses) -> list[float]:
+        prompts = _check_aligned(prompts, responses)
+        return [0.0 if self.rule(visible_text(r, self.reset)) else 1.0 for r in responses]
+
 # %% ../nbs/03_judge.ipynb #9563459f
 POINTWISE_TEMPLATE = """You are grading an AI assistant's reply to a user's message. Judge how well the reply serves the user: \
 correctness first, then helpfulness, clarity and concision. A longer reply is not better for being longer.
@@ -433,20 +454,80 @@ def _compare(self, prompts, a, b) -> list[Verdict]:
     return res
 LLMJudge.compare = _compare
 
+# %% ../nbs/03_judge.ipynb #618da34e
+def _is_ids(x) -> bool: return len(x) > 0 and all(isinstance(t, int) or (torch.is_tensor(t) and t.dim() == 0) for t in x)
+
+@torch.no_grad()
+def continuation_logps(model, prefixes: Sequence[Sequence[int]], continuations, pad_id: int = 0, batch_size: int = 32) -> torch.Tensor:
+    """log P(continuation | prefix), summed over the continuation's tokens, for every prefix and each of its `C` candidate
+    continuations (token ids): a `[len(prefixes), C]` float tensor. `continuations`: one list of `C` id lists shared by
+    every prefix, or one such list per prefix. Prefix x candidate rows go right-padded through the model, about
+    `batch_size` rows a forward pass."""
+    prefixes = [[int(t) for t in p] for p in prefixes]
+    check(len(continuations) > 0, "Need at least one candidate continuation.")
+    per = [continuations] * len(prefixes) if _is_ids(continuations[0]) else list(continuations)
+    check(len(per) == len(prefixes), f"Got {len(prefixes)} prefixes but {len(per)} lists of continuations.")
+    C = len(per[0]) if per else len(continuations)
+    for cs in per:
+        check(len(cs) == C, f"Every prefix needs the same number of candidate continuations ({C}), got {len(cs)}.")
+        check(all(_is_ids(c) for c in cs), "Every candidate continuation must be a non-empty list of token ids.")
+    if not prefixes: return torch.zeros(0, C)
+    dev = next(model.parameters()).device
+    was, out, step = model.training, [], max(1, batch_size // C)
+    model.eval()
+    try:
+        for i in range(0, len(prefixes), step):
+            rows, masks = [], []
+            for p, cs in zip(prefixes[i:i + step], per[i:i + step]):
+                for c in cs: c = [int(t) for t in c]; rows.append(p + c); masks.append([0] * len(p) + [1] * len(c))
+            ids, att = pad_batch(rows, pad_id, side="right")
+            cm, _ = pad_batch(masks, 0, side="right")
+            out.append(sequence_logprobs(model, ids.to(dev), att.to(dev), cm.to(dev)).float().cpu().view(-1, C))
+    finally: model.train(was)
+    return torch.cat(out)
+
+def candidate_logps(model, tokenizer, texts: Sequence[str], candidates: Sequence[str], batch_size: int = 32) -> torch.Tensor:
+    "log P(candidate | text) for every text (encoded as a prompt) and candidate string (a completion, no EOS): `[len(texts), len(candidates)]`."
+    cids = [encode_completion(tokenizer, c, add_eos=False) for c in check_nonempty(candidates, "candidates")]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return continuation_logps(model, [encode_prompt(tokenizer, t) for t in texts], cids, pad, batch_size)
+
+def score_probs(logps: torch.Tensor) -> torch.Tensor:
+    "Normalise candidate log-probs `[..., C]` into a distribution over the candidates (the last dimension)."
+    return torch.softmax(torch.as_tensor(logps).float(), -1)
+
+def _score_values(logps, values) -> torch.Tensor:
+    C = logps.shape[-1]
+    if values is None: return torch.arange(C, dtype=torch.float)
+    v = torch.as_tensor([float(x) for x in values], dtype=torch.float)
+    check(len(v) == C, f"Need log-probs of the {len(v)} scores {values[0]:g}..{values[-1]:g} in the last dimension, got shape {tuple(logps.shape)}.")
+    return v
+
+def expected_score(logps: torch.Tensor, values: Sequence[float] | None = None) -> torch.Tensor:
+    "The real-valued score: sum_s v_s p(s) over the normalised candidates (`values` default 0, 1, ..., C-1)."
+    return (score_probs(logps) * _score_values(logps, values)).sum(-1)
+
+def integer_score(logps: torch.Tensor, values: Sequence[float] | None = None) -> torch.Tensor:
+    "The mode: the value of the most likely candidate (ties -> the first), as a float tensor."
+    return _score_values(logps, values)[torch.as_tensor(logps).argmax(-1)]
+
 # %% ../nbs/03_judge.ipynb #9c186d7e
-def _score_distribution(self, prompts, responses, outputs=None, candidates=None) -> list[dict | None]:
-    """For each item, {candidate: probability} at the position where the judge writes its score (None when no score
-    marker is found). `outputs`: judge outputs to use instead of generating; `candidates`: score strings (default
-    the integers of `score_range`)."""
-    check(self.mode == "pointwise", "Expected scores need a pointwise LLMJudge.")
-    gen = self.generator
-    check(isinstance(gen, HFGenerator), f"Expected scores need the model's logits: use an HFGenerator, not {type(gen).__name__}.")
-    prompts = _check_aligned(prompts, responses)
+def _candidates(self, candidates) -> tuple[list[str], list[float]]:
     cands = [str(c) for c in (candidates if candidates is not None else range(math.ceil(self.lo), math.floor(self.hi) + 1))]
     check(len(cands) >= 2 and len(set(cands)) == len(cands), f"Need at least two distinct candidate scores, got {cands}.")
     vals = [parse_number(c) for c in cands]
     check(all(v is not None for v in vals), f"Every candidate must be a number, got {cands}.")
-    tok, model = gen.tokenizer, gen.model
+    return cands, vals
+
+def _score_logps(self, prompts, responses, outputs=None, candidates=None) -> tuple[list[str], list[float], list[torch.Tensor | None]]:
+    """The candidate score strings, their values, and for each item the log-probs `[C]` of the candidates at the
+    position where the judge writes its score (None when its output has no score)."""
+    check(self.mode == "pointwise", "Expected scores need a pointwise LLMJudge.")
+    gen = self.generator
+    check(isinstance(gen, HFGenerator), f"Expected scores need the model's logits: use an HFGenerator, not {type(gen).__name__}.")
+    prompts = _check_aligned(prompts, responses)
+    cands, vals = _candidates(self, candidates)
+    tok = gen.tokenizer
     texts = [gen.format_prompt(self.render(p, response=r), self.chat, self.system) for p, r in zip(prompts, responses)]
     if outputs is None:
         comps = gen.generate([self.render(p, response=r) for p, r in zip(prompts, responses)], n=1, temperature=0,
@@ -456,39 +537,42 @@ def _score_distribution(self, prompts, responses, outputs=None, candidates=None)
         check(len(outputs) == len(prompts), f"Got {len(prompts)} prompts but {len(outputs)} outputs.")
         outs = [encode_completion(tok, o, add_eos=False) for o in outputs]
     ambiguous = any(a != b and b.startswith(a) for a in cands for b in cands)
-    res = []
-    was = model.training; model.eval()
-    try:
-        for text, oids in zip(texts, outs):
-            otext = gen.decode(oids)
-            m = find_score(otext, self.hi)
-            if m is None: res.append(None); continue
-            j, done = 0, ""                       # the most output tokens whose text ends at or before the number
-            for jj in range(1, len(oids) + 1):
-                d = gen.decode(oids[:jj])
-                if len(d) > m.start: break
-                if otext.startswith(d): j, done = jj, d
-            lead = otext[len(done):m.start]      # text between that token boundary and the number
-            closer, eos_tail = "", []
-            if ambiguous:
-                closer = m.closer or (otext[m.end] if m.end < len(otext) else "")
-                if not closer: eos_tail = [tok.eos_token_id]
-            prefix = gen.encode(text) + list(oids[:j])
-            conts = [tok(lead + c + closer, add_special_tokens=False)["input_ids"] + eos_tail for c in cands]
-            ids, mask = pad_batch([prefix + c for c in conts], gen.pad_id, side="right")
-            cm = torch.zeros_like(ids)
-            for r, c in enumerate(conts): cm[r, len(prefix):len(prefix) + len(c)] = 1
-            dev = gen.device
-            with torch.no_grad(): lp = sequence_logprobs(model, ids.to(dev), mask.to(dev), cm.to(dev)).float().cpu()
-            res.append(dict(zip(cands, torch.softmax(lp, 0).tolist())))
-    finally: model.train(was)
-    return res
+    found, prefixes, conts = [], [], []
+    for k, (text, oids) in enumerate(zip(texts, outs)):
+        otext = gen.decode(oids)
+        m = find_score(otext, self.hi)
+        if m is None: continue
+        j, done = 0, ""                       # the most output tokens whose text ends at or before the number
+        for jj in range(1, len(oids) + 1):
+            d = gen.decode(oids[:jj])
+            if len(d) > m.start: break
+            if otext.startswith(d): j, done = jj, d
+        lead = otext[len(done):m.start]      # text between that token boundary and the number
+        closer, eos_tail = "", []
+        if ambiguous:
+            closer = m.closer or (otext[m.end] if m.end < len(otext) else "")
+            if not closer: eos_tail = [tok.eos_token_id]
+        found.append(k); prefixes.append(gen.encode(text) + list(oids[:j]))
+        conts.append([tok(lead + c + closer, add_special_tokens=False)["input_ids"] + eos_tail for c in cands])
+    res = [None] * len(texts)
+    if found:
+        lp = continuation_logps(gen.model, prefixes, conts, gen.pad_id, batch_size=max(gen.batch_size, len(cands)))
+        for k, row in zip(found, lp): res[k] = row
+    return cands, vals, res
+LLMJudge._score_logps = _score_logps
+
+def _score_distribution(self, prompts, responses, outputs=None, candidates=None) -> list[dict | None]:
+    """For each item, {candidate: probability} at the position where the judge writes its score (None when no score
+    marker is found). `outputs`: judge outputs to use instead of generating; `candidates`: score strings (default
+    the integers of `score_range`)."""
+    cands, _, lps = self._score_logps(prompts, responses, outputs, candidates)
+    return [None if lp is None else dict(zip(cands, score_probs(lp).tolist())) for lp in lps]
 LLMJudge.score_distribution = _score_distribution
 
 def _expected_score(self, prompts, responses, outputs=None, candidates=None) -> list[float | None]:
     "Expectation of the score under the model's probabilities over the candidate scores (None without a score marker)."
-    return [None if d is None else sum(p * parse_number(c) for c, p in d.items())
-            for d in self.score_distribution(prompts, responses, outputs, candidates)]
+    _, vals, lps = self._score_logps(prompts, responses, outputs, candidates)
+    return [None if lp is None else float(expected_score(lp, vals)) for lp in lps]
 LLMJudge.expected_score = _expected_score
 
 # %% ../nbs/03_judge.ipynb #09aa608e

@@ -1,4 +1,4 @@
-r"""Synthetic tasks with exact answers and checkers, shared by the methods: multi-step arithmetic word problems generated from a seed with a difficulty knob, configurable final-answer extraction (`#### n`, `\boxed{}`, a regex, a function), and answer checking.
+r"""Synthetic tasks with exact answers and checkers, shared by the methods: multi-step arithmetic word problems generated from a seed with a difficulty knob, configurable final-answer extraction (`#### n`, `\boxed{}`, a regex, a function), answer checking, and tiny models trained from scratch (seed models to a target accuracy, corpus LMs).
 
 Docs: https://latent-lm.github.io/latent_lm/tasks.html.md"""
 
@@ -18,8 +18,9 @@ from .judge import (parse_number, extract_answer, normalize_answer, boxed_conten
 __all__ = ['NAMES', 'ITEMS', 'OPS', 'STEP_TEMPLATES', 'GSM8K_PROMPT', 'MATH_PROMPT', 'QUESTION_ONLY', 'EVAL_KEYS',
            'SCRATCH_TASKS', 'SCRATCH_FORMAT', 'arithmetic_problem', 'arithmetic_problems', 'format_question',
            'sft_records', 'check_answer', 'check_steps', 'solution_paths', 'task_tokenizer', 'arithmetic_tokenizer',
-           'SeedModelConfig', 'greedy_accuracy', 'train_seed_model', 'evaluate_answers', 'eval_metrics',
-           'scratch_problem', 'scratch_problems', 'check_scratch']
+           'SeedModelConfig', 'greedy_accuracy', 'train_seed_model', 'TinyLMConfig', 'CorpusLMConfig',
+           'train_corpus_lm', 'evaluate_answers', 'eval_metrics', 'scratch_problem', 'scratch_problems',
+           'check_scratch']
 
 # %% ../nbs/07_tasks.ipynb #0c7d9298
 NAMES = ("Ada", "Ben", "Cleo", "Dan", "Eva", "Finn", "Gus", "Hana", "Ivo", "Jo", "Kai", "Lea", "Max", "Nia", "Omar", "Pia",
@@ -150,6 +151,13 @@ def arithmetic_tokenizer(vocab_size: int = 400, n: int = 2000, seed: int = 0):
     return task_tokenizer([p["question"] + "\n" + p["solution"] for p in probs], vocab_size)
 
 # %% ../nbs/07_tasks.ipynb #e7622b53
+def _check_model(cfg, where: str, ints: tuple[str, ...]):
+    "The checks every model section shares: `init` names something, the integer fields are >= 1, heads divide the width."
+    check(isinstance(cfg.init, str) and cfg.init.strip(), f"{where}.init must be 'tiny' or a model name/path, got {cfg.init!r}.")
+    for f in ints:
+        v = getattr(cfg, f); check(isinstance(v, int) and not isinstance(v, bool) and v >= 1, f"{where}.{f} must be an integer >= 1, got {v!r}.")
+    check(cfg.d_model % cfg.n_heads == 0, f"{where}.d_model ({cfg.d_model}) must be divisible by {where}.n_heads ({cfg.n_heads}).")
+
 @dataclass
 class SeedModelConfig:
     """The seed model M0 of a loop method: a name or path for `load_lm`, or 'tiny' = a small model trained from scratch on
@@ -170,7 +178,8 @@ class SeedModelConfig:
         pretrain_batch_size: its batch size
         target_accuracy: stop when greedy dev accuracy reaches this
         eval_every: steps between dev evaluations
-        fine_eval_every: steps between them once dev accuracy passes half the target
+        fine_eval_every: steps between them once dev accuracy reaches fine_eval_from x target_accuracy
+        fine_eval_from: the fraction of target_accuracy from which dev evaluations come every fine_eval_every steps
         n_dev: dev problems
     """
     init: str = "tiny"
@@ -188,18 +197,17 @@ class SeedModelConfig:
     target_accuracy: float = 0.3
     eval_every: int = 25
     fine_eval_every: int = 5
+    fine_eval_from: float = 0.5
     n_dev: int = 200
 
     def check(self, where: str = "model"):
-        check(isinstance(self.init, str) and self.init.strip(), f"{where}.init must be 'tiny' or a model name/path, got {self.init!r}.")
         check(self.tokenizer in ("task", "bytes"), f"{where}.tokenizer must be 'task' or 'bytes', got {self.tokenizer!r}.")
         check(self.pretrain_paths in ("one", "all"), f"{where}.pretrain_paths must be 'one' or 'all', got {self.pretrain_paths!r}.")
         check(0 < self.target_accuracy <= 1, f"{where}.target_accuracy must be in (0, 1], got {self.target_accuracy}.")
-        for f in ("d_model", "n_layers", "n_heads", "max_len", "pretrain_problems", "pretrain_steps", "pretrain_batch_size", "eval_every",
-                  "fine_eval_every", "n_dev"):
-            check(getattr(self, f) >= 1, f"{where}.{f} must be >= 1, got {getattr(self, f)}.")
-        check(self.d_model % self.n_heads == 0, f"{where}.d_model ({self.d_model}) must be divisible by {where}.n_heads ({self.n_heads}).")
+        _check_model(self, where, ("d_model", "n_layers", "n_heads", "max_len", "pretrain_problems", "pretrain_steps", "pretrain_batch_size",
+                                   "eval_every", "fine_eval_every", "n_dev"))
         check(self.pretrain_lr > 0, f"{where}.pretrain_lr must be > 0, got {self.pretrain_lr}.")
+        check(0 <= self.fine_eval_from <= 1, f"{where}.fine_eval_from must be in [0, 1] (a fraction of target_accuracy), got {self.fine_eval_from}.")
 
 # %% ../nbs/07_tasks.ipynb #d9f5e41f
 def greedy_accuracy(model, tokenizer, problems: list[dict], template: str = QUESTION_ONLY, answer_format="####", chat: bool = False,
@@ -211,15 +219,31 @@ def greedy_accuracy(model, tokenizer, problems: list[dict], template: str = QUES
     ex = answer_extractor(answer_format)
     return sum(answers_equal(ex(o[0].text), normalize_answer(p["answer"])) for o, p in zip(outs, problems)) / len(problems)
 
-def train_seed_model(cfg: SeedModelConfig, train_records: list[dict], dev: list[dict], out_dir, template: str = QUESTION_ONLY,
-                     answer_format="####", max_new_tokens: int = 64, seed: int = 0, tokenizer=None) -> dict:
-    """Train a tiny model from scratch by SFT on `train_records` (`{prompt, completion}`) until its greedy accuracy on `dev`
-    reaches `cfg.target_accuracy` (or `cfg.pretrain_steps`); export it atomically to `out_dir`. Finished = `out_dir/latent_lm_done.json`."""
-    from lightning.pytorch import Callback, seed_everything
-    from latent_lm.lm import tiny_lm
+def _sft_from_scratch(model, tok, records: list[dict], out_dir: Path, steps: int, lr: float, batch_size: int, chat: bool = False,
+                      seed: int = 0, callbacks=()):
+    "SFT a freshly built model on `records` for at most `steps` steps and export it atomically to `out_dir`; the finished Trainer."
+    from lightning.pytorch import seed_everything
     from latent_lm.prefs import SFTModule, SFTDataModule
     from latent_lm.rounds import fit_interruptible
     from latent_lm.train import make_trainer, quiet_lightning, save_pretrained_atomic
+    seed_everything(seed, verbose=False)
+    sm = SFTModule(model, lr=lr, save_hf=False)
+    dm = SFTDataModule(records, tok, batch_size=batch_size, chat=chat, seed=seed)
+    quiet_lightning()
+    tr = make_trainer(default_root_dir=str(out_dir.parent / (out_dir.name + "_train")), logger=False, enable_checkpointing=False,
+                      max_steps=steps, callbacks=list(callbacks), num_sanity_val_steps=0)
+    fit_interruptible(tr, sm, dm)
+    save_pretrained_atomic(out_dir, sm.model.eval(), tok)
+    return tr
+
+def train_seed_model(cfg: SeedModelConfig, train_records: list[dict], dev: list[dict], out_dir, template: str = QUESTION_ONLY,
+                     answer_format="####", max_new_tokens: int = 64, seed: int = 0, tokenizer=None) -> dict:
+    """Train a tiny model from scratch by SFT on `train_records` (`{prompt, completion}`) until its greedy accuracy on `dev`
+    reaches `cfg.target_accuracy` (or `cfg.pretrain_steps`); export it atomically to `out_dir`. Finished = `out_dir/latent_lm_done.json`.
+    Dev accuracy is measured every `cfg.eval_every` steps, and every `cfg.fine_eval_every` once it has reached
+    `cfg.fine_eval_from * cfg.target_accuracy` (accuracy can jump: look closer near the target)."""
+    from lightning.pytorch import Callback
+    from latent_lm.lm import tiny_lm
     out_dir = Path(out_dir); done = out_dir / "latent_lm_done.json"
     if done.exists(): return json.loads(done.read_text())
     check_nonempty(train_records, "seed-model training records"); check_nonempty(dev, "dev problems")
@@ -228,23 +252,102 @@ def train_seed_model(cfg: SeedModelConfig, train_records: list[dict], dev: list[
     class StopAtAccuracy(Callback):
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
             step = trainer.global_step
-            near = bool(history) and history[-1]["dev_accuracy"] >= cfg.target_accuracy / 2    # accuracy can jump: look closer
+            near = bool(history) and history[-1]["dev_accuracy"] >= cfg.target_accuracy * cfg.fine_eval_from
             if step % (cfg.fine_eval_every if near else cfg.eval_every) and step < cfg.pretrain_steps: return
             acc = greedy_accuracy(module.model, tok, dev, template, answer_format, cfg.chat, max_new_tokens)
             module.model.train()
             history.append({"step": step, "dev_accuracy": acc})
             if acc >= cfg.target_accuracy: trainer.should_stop = True
-    seed_everything(seed, verbose=False)
-    sm = SFTModule(model, lr=cfg.pretrain_lr, save_hf=False)
-    dm = SFTDataModule(train_records, tok, batch_size=cfg.pretrain_batch_size, chat=cfg.chat, seed=seed)
-    quiet_lightning()
-    fit_interruptible(make_trainer(default_root_dir=str(out_dir.parent / (out_dir.name + "_train")), logger=False, enable_checkpointing=False,
-                                   max_steps=cfg.pretrain_steps, callbacks=[StopAtAccuracy()], num_sanity_val_steps=0), sm, dm)
-    save_pretrained_atomic(out_dir, sm.model, tok)
+    _sft_from_scratch(model, tok, train_records, out_dir, cfg.pretrain_steps, cfg.pretrain_lr, cfg.pretrain_batch_size, cfg.chat, seed,
+                      [StopAtAccuracy()])
     info = {"steps": history[-1]["step"] if history else 0, "dev_accuracy": history[-1]["dev_accuracy"] if history else None,
             "history": history, "n_records": len(train_records)}
     atomic_write_json(done, info)
     return info
+
+# %% ../nbs/07_tasks.ipynb #ac63cd51
+@dataclass
+class TinyLMConfig:
+    """A tiny causal LM built from scratch (or `init` = a model name / folder / .gguf, used as is).
+
+    Args:
+        init: 'tiny', or a model for latent_lm.lm.load_lm (used as is, nothing built or trained)
+        d_model: tiny model width
+        n_layers: tiny model depth
+        n_heads: attention heads
+        max_len: tiny model context length
+        vocab_size: 0: the byte tokenizer; otherwise the size of a BPE vocabulary learned on the corpus (> 300)
+    """
+    init: str = "tiny"
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    max_len: int = 128
+    vocab_size: int = 0
+
+    def check(self, where: str = "model"):
+        _check_model(self, where, ("d_model", "n_layers", "n_heads", "max_len"))
+        check(isinstance(self.vocab_size, int) and (self.vocab_size == 0 or self.vocab_size > 300),
+              f"{where}.vocab_size must be 0 (byte tokens) or exceed 300 (bytes and special tokens), got {self.vocab_size!r}.")
+        return self
+
+@dataclass
+class CorpusLMConfig(TinyLMConfig):
+    """A tiny causal LM trained from scratch on a corpus by SFT (or `init` = a model name / folder / .gguf, used as is).
+
+    Args:
+        init: 'tiny', or a model for latent_lm.lm.load_lm (used as is, nothing built or trained)
+        d_model: tiny model width
+        n_layers: tiny model depth
+        n_heads: attention heads
+        max_len: tiny model context length
+        vocab_size: 0: the byte tokenizer; otherwise the size of a BPE vocabulary learned on the corpus (> 300)
+        steps: SFT steps on the corpus (0: the model is saved as initialised)
+        lr: learning rate
+        batch_size: batch size
+    """
+    steps: int = 1000
+    lr: float = 5e-3
+    batch_size: int = 64
+
+    def check(self, where: str = "model"):
+        super().check(where)
+        for f in ("steps", "batch_size"):
+            v = getattr(self, f); check(isinstance(v, int) and not isinstance(v, bool) and v >= (0 if f == "steps" else 1),
+                                        f"{where}.{f} must be an integer >= {0 if f == 'steps' else 1}, got {v!r}.")
+        check(self.lr > 0, f"{where}.lr must be > 0, got {self.lr!r}.")
+        return self
+
+# %% ../nbs/07_tasks.ipynb #db4cfba5
+def _corpus_texts(corpus) -> list[str]:
+    return [r if isinstance(r, str) else str(r.get("prompt", "")) + str(r.get("completion", "")) for r in corpus]
+
+def train_corpus_lm(cfg: TinyLMConfig, corpus: list, out_dir, seed: int = 0, chat: bool = False) -> dict:
+    """Build `cfg`'s tiny LM (BPE learned on `corpus` when `cfg.vocab_size`), SFT it `cfg.steps` steps on the `{prompt,
+    completion}` records of `corpus` (a `CorpusLMConfig`; a `TinyLMConfig` trains nothing) and save it to `out_dir`.
+    Returns `{path, init, seed, steps, final_loss, n_records}`; reused when `out_dir/latent_lm_done.json` exists.
+    With `cfg.init` other than 'tiny': `{path: cfg.init, init: cfg.init}`, nothing written."""
+    from latent_lm.lm import tiny_lm
+    from latent_lm.train import save_pretrained_atomic
+    cfg.check()
+    if cfg.init != "tiny": return {"path": cfg.init, "init": cfg.init}
+    out_dir = Path(out_dir); done = out_dir / "latent_lm_done.json"
+    if done.exists(): return {"path": str(out_dir), **json.loads(done.read_text())}
+    corpus = check_nonempty(corpus, "corpus texts or records")
+    steps = getattr(cfg, "steps", 0)
+    recs = [r for r in corpus if isinstance(r, dict)]
+    check(steps == 0 or len(recs) == len(corpus),
+          f"Training the corpus LM ({steps} steps) needs {{prompt, completion}} records; got {len(corpus) - len(recs)} plain strings.")
+    tok = task_tokenizer(_corpus_texts(corpus), cfg.vocab_size) if cfg.vocab_size else None
+    model, tok = tiny_lm(d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads, max_len=cfg.max_len, seed=seed, tokenizer=tok)
+    loss = None
+    if steps:
+        tr = _sft_from_scratch(model, tok, recs, out_dir, steps, cfg.lr, cfg.batch_size, chat, seed)
+        loss = float(tr.callback_metrics["train/loss"])         # the last step's loss
+    else: save_pretrained_atomic(out_dir, model, tok)
+    info = {"init": "tiny", "seed": seed, "steps": steps, "final_loss": loss, "n_records": len(recs)}
+    atomic_write_json(done, info)
+    return {"path": str(out_dir), **info}
 
 # %% ../nbs/07_tasks.ipynb #0f96e713
 def evaluate_answers(generator, problems: list[dict], template: str = QUESTION_ONLY, answer_format="####", chat: bool = False,

@@ -184,3 +184,19 @@ def test_run_dir(tmp_path):
     mine = tmp_path / "mine"; mine.mkdir(); (mine / "thesis.tex").write_text("x")
     with pytest.raises(LatentLMError, match="not a latent_lm run folder"): open_run_dir(mine, {}, overwrite=True).__enter__()
     assert (mine / "thesis.tex").read_text() == "x"
+
+
+def test_bootstrap_dedupe_kmeans():
+    import torch
+    from latent_lm.core import bootstrap_ci, paired_bootstrap_ci, dedupe, kmeans, assign_clusters
+    lo, hi = bootstrap_ci([0.0, 1.0] * 50)
+    assert lo == pytest.approx(0.402, abs=0.03) and hi == pytest.approx(0.598, abs=0.03)
+    assert paired_bootstrap_ci([x + 0.25 for x in range(20)], list(range(20))) == pytest.approx((0.25, 0.25))
+    with pytest.raises(LatentLMError, match="same length"): paired_bootstrap_ci([1.0], [])
+    assert dedupe(["Hello, world!", "hello world", "Goodbye."], threshold=1.0) == [0, 2]
+    assert dedupe(["abc def", "abc deg"], threshold=0.5) == [0]
+    x = torch.randn(40, 3, generator=torch.Generator().manual_seed(0))
+    c, a = kmeans(x, 4, seed=0)
+    brute = [min(range(4), key=lambda j: float(((x[i] - c[j]) ** 2).sum())) for i in range(40)]
+    assert a.tolist() == brute == assign_clusters(x, c).tolist()
+    for j in range(4): assert torch.allclose(c[j], x[a == j].mean(0), atol=1e-5)     # converged: centroids are the means

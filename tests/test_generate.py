@@ -224,3 +224,25 @@ def test_base_stream_yields_done_events():
     fg = FunctionGenerator(lambda p: p.upper())
     evs = list(fg.stream(["ab", "cd"], n=2, chat=False))
     assert [(e.prompt, e.sample, e.text, e.done) for e in evs] == [(0, 0, "AB", True), (0, 1, "AB", True), (1, 0, "CD", True), (1, 1, "CD", True)]
+
+
+def test_sampled_temperatures_do_not_depend_on_batch_size(lm):
+    "A temperature_fn that samples with the generator's per-(prompt, sample) uniforms `u`: batch size 1 and 4 agree exactly."
+    m, tok = lm
+    def make():
+        state = {}
+        def fn(h, step, rows, u):
+            assert u.shape == (h.shape[0],) and bool(((u >= 0) & (u < 1)).all())
+            if step == 0: state["tau"] = torch.where(u.cpu() < 0.5, 0.3, 1.5)   # one draw per sequence, kept
+            return state["tau"][rows.cpu()]
+        return fn
+    kw = dict(n=3, max_new_tokens=8, seed=5)
+    one = HFGenerator(m, tok, batch_size=1, temperature_fn=make()).generate(PROMPTS, **kw)
+    four = HFGenerator(m, tok, batch_size=4, temperature_fn=make()).generate(PROMPTS, **kw)
+    flat = lambda rs: [(c.token_ids, c.temperatures) for r in rs for c in r]
+    assert flat(one) == flat(four)
+    assert len({c.temperatures[0] for r in one for c in r}) == 2          # both temperatures drawn across samples
+    # the token draws are unchanged by the hook's stream: a constant hook of 1.0 samples as temperature=1.0
+    const = HFGenerator(m, tok, batch_size=2, temperature_fn=lambda h, step, u: torch.ones(h.shape[0])).generate(PROMPTS, **kw)
+    plain = HFGenerator(m, tok, batch_size=3).generate(PROMPTS, temperature=1.0, **kw)
+    assert [c.token_ids for r in const for c in r] == [c.token_ids for r in plain for c in r]

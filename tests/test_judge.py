@@ -162,3 +162,48 @@ def test_self_taught_judge_both_orders_majority():
     assert sum(v.winner == ("A" if i < 20 else "B") for i, v in enumerate(vs)) >= 36      # majority of 9 per order, both orders
     assert len(calls) == 40 * 2 * 9 and all(c.startswith("[User Question]\nq\n") for c in calls)
     assert "impartial judge" in STE_SYSTEM_PROMPT
+
+
+def test_continuation_logps_brute_force_and_shared_scores():
+    from latent_lm.judge import continuation_logps, expected_score, integer_score, score_probs
+    table = torch.randn(7, 7, generator=torch.Generator().manual_seed(3))
+    class Table(torch.nn.Module):
+        def __init__(self): super().__init__(); self.t = torch.nn.Parameter(table)
+        def forward(self, input_ids, attention_mask=None, **kw): return SimpleNamespace(logits=self.t[input_ids])
+    L = torch.log_softmax(table, -1)
+    prefixes, conts = [[1], [2, 3, 4], [5, 6]], [[0], [6, 2, 1]]
+    got = continuation_logps(Table(), prefixes, conts, pad_id=0, batch_size=3)
+    for i, p in enumerate(prefixes):
+        for j, c in enumerate(conts):
+            seq, want = p + c, 0.0
+            for k in range(len(p), len(seq)): want += float(L[seq[k - 1], seq[k]])
+            assert float(got[i, j]) == pytest.approx(want, abs=1e-5)
+    lp = torch.log(torch.tensor([0.2, 0.5, 0.3]))
+    assert score_probs(lp).tolist() == pytest.approx([0.2, 0.5, 0.3], abs=1e-6)
+    assert float(expected_score(lp)) == pytest.approx(0.5 + 0.6)
+    assert float(expected_score(lp, [1, 5, 10])) == pytest.approx(0.2 + 2.5 + 3.0)
+    assert float(integer_score(lp, [1, 5, 10])) == 5.0
+    with pytest.raises(LatentLMError, match="scores 0..10"): expected_score(lp, range(11))
+
+
+def test_rule_safety_judge_reads_the_visible_text():
+    from latent_lm.judge import RuleSafetyJudge, visible_text
+    assert visible_text("a[RESET]b[RESET]c") == "c" and visible_text("abc") == "abc"
+    j = RuleSafetyJudge(r"\b\d{4}\b")
+    assert j.score(["q"] * 3, ["pin 1234", "1234[RESET]No.", "ok[RESET]pin 4321"]) == [0.0, 1.0, 0.0]
+    assert RuleSafetyJudge(lambda t: "x" in t, reset="<r>").score(["q", "q"], ["x<r>y", "y<r>x"]) == [1.0, 0.0]
+    with pytest.raises(LatentLMError, match="invalid regex"): RuleSafetyJudge("(")
+
+
+def test_expected_scores_batched_equal_one_at_a_time():
+    "The candidates of several items go through the model padded together: the same numbers as item by item."
+    from latent_lm.lm import tiny_lm
+    m, tok = tiny_lm(d_model=32, n_layers=1, n_heads=2, seed=1)
+    j = LLMJudge(HFGenerator(m, tok, batch_size=4))
+    outs = ["Fine. Score: [[7]]", "no score here", "Score: 3", "A much longer judgement before its score. [[10]]"]
+    qs, rs = ["q", "a longer question", "q3", "q4"], ["r1", "r2 is longer", "r", "r4"]
+    together = j.expected_score(qs, rs, outputs=outs)
+    alone = [j.expected_score([q], [r], outputs=[o])[0] for q, r, o in zip(qs, rs, outs)]
+    assert together[1] is None and alone[1] is None
+    for a, b in zip(together, alone):
+        if a is not None: assert a == pytest.approx(b, abs=1e-4)

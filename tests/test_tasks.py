@@ -70,3 +70,29 @@ def test_seed_model_stops_at_its_target(tmp_path):
     m, tok = load_lm(tmp_path / "m0")
     assert greedy_accuracy(m, tok, dev, max_new_tokens=24) == info["dev_accuracy"]
     assert json.loads((tmp_path / "m0" / "latent_lm_done.json").read_text())["steps"] == info["steps"]
+
+
+def test_fine_eval_from_sets_when_evaluations_tighten(tmp_path):
+    probs = arithmetic_problems(20, seed=3, n_steps=1, ops="+")
+    kw = dict(d_model=32, n_layers=1, n_heads=2, pretrain_steps=8, eval_every=4, fine_eval_every=2, pretrain_batch_size=8, target_accuracy=1.0)
+    steps = lambda cfg, d: [h["step"] for h in train_seed_model(cfg, sft_records(probs[:16]), probs[16:18], tmp_path / d, max_new_tokens=3,
+                                                                tokenizer=arithmetic_tokenizer())["history"]]
+    assert steps(SeedModelConfig(**kw), "a") == [4, 8]                         # default 0.5 x target: never reached here
+    assert steps(SeedModelConfig(fine_eval_from=0.0, **kw), "b") == [4, 6, 8]  # from the first evaluation on
+    with pytest.raises(LatentLMError, match="fine_eval_from"): SeedModelConfig(fine_eval_from=-0.1).check()
+
+
+def test_train_corpus_lm(tmp_path):
+    import torch
+    from latent_lm.lm import tiny_lm
+    from latent_lm.tasks import TinyLMConfig, CorpusLMConfig, train_corpus_lm
+    recs = [{"prompt": f"{a}+{b}=", "completion": f"{a + b}"} for a in range(5) for b in range(5)]
+    info = train_corpus_lm(TinyLMConfig(d_model=32, n_layers=1, n_heads=2), [r["prompt"] for r in recs], tmp_path / "init")
+    m0, _ = load_lm(info["path"]); ref, _ = tiny_lm(d_model=32, n_layers=1, n_heads=2, max_len=128, seed=0)
+    assert info["steps"] == 0 and all(torch.equal(a, b) for a, b in zip(m0.state_dict().values(), ref.state_dict().values()))
+    cfg = CorpusLMConfig(d_model=32, n_layers=1, n_heads=2, steps=25, lr=1e-2, batch_size=25)
+    info = train_corpus_lm(cfg, recs, tmp_path / "lm")
+    assert info["steps"] == 25 and info["n_records"] == 25 and 0 < info["final_loss"] < 5.0
+    assert train_corpus_lm(cfg, [], tmp_path / "lm") == info                                    # reused, nothing rebuilt
+    with pytest.raises(LatentLMError, match="records"): train_corpus_lm(cfg, ["plain text"], tmp_path / "x")
+    with pytest.raises(LatentLMError, match="model.vocab_size"): train_corpus_lm(TinyLMConfig(vocab_size=50), ["a"], tmp_path / "y")

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 from fastcore.basics import patch
-from ..core import LatentLMError, check, atomic_write_json, check_safetensors_file, stable_hash
+from ..core import LatentLMError, check, atomic_write_json, check_safetensors_file
 from ..generate import HFGenerator, Completion
 
 # %% auto #0
@@ -110,14 +110,16 @@ def pick(self: AdaptiveDecoder, logp, u=None, choice: str | None = None):
 # %% ../../nbs/30_adaptive_head.ipynb #7d9c6ca4
 @patch
 def temperature_fn(self: AdaptiveDecoder, seed: int | None = None):
-    "A `temperature_fn(hidden, step, rows)` for `HFGenerator` that picks temperatures with this head."
+    """A `temperature_fn(hidden, step, rows, u)` for `HFGenerator` that picks temperatures with this head, drawing with the
+    generator's per-(prompt, sample) uniforms `u`; `seed` seeds the draws only for a caller that passes no `u`."""
     g = torch.Generator().manual_seed(int(seed)) if seed is not None else None
     temps, state = torch.tensor(self.temperatures), {}
-    def fn(h, step, rows):
+    def fn(h, step, rows, u=None):
         if self.level == "sequence" and step > 0: idx = state["idx"][rows.cpu()]
         else:
             with torch.no_grad(): logp = self.temperature_logprobs(h).cpu()
-            u = torch.rand(logp.shape[0], generator=g, dtype=torch.float64) if g is not None else None
+            if u is not None: u = u.cpu()
+            elif g is not None: u = torch.rand(logp.shape[0], generator=g, dtype=torch.float64)
             idx = self.pick(logp, u)
             if step == 0: state["idx"] = idx                          # step 0: rows == all of the batch
         return temps[idx].to(h.device)
@@ -133,8 +135,7 @@ def generator(self: AdaptiveDecoder, batch_size: int = 16, seed: int | None = No
 def generate(self: AdaptiveDecoder, prompts, n: int = 1, max_new_tokens: int = 64, stop=None, seed: int | list[int] = 0,
              chat: bool = False, top_p: float = 1.0, batch_size: int = 16) -> list[list[Completion]]:
     "`n` completions per prompt with head-chosen temperatures (`Completion.temperatures`: the value used at each token)."
-    gseed = int(stable_hash("adaptive", seed), 16) % (2**63 - 1)
-    return self.generator(batch_size, gseed).generate(prompts, n=n, temperature=1.0, top_p=top_p, max_new_tokens=max_new_tokens,
+    return self.generator(batch_size).generate(prompts, n=n, temperature=1.0, top_p=top_p, max_new_tokens=max_new_tokens,
                                                       stop=stop, seed=seed, chat=chat)
 
 @patch

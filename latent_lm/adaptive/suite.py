@@ -13,13 +13,14 @@ import torch
 from ..core import LatentLMError, check, check_nonempty, atomic_write_json, key_seed, stable_hash, set_seed
 from ..generate import HFGenerator
 from ..judge import CallableJudge
+from ..tasks import CorpusLMConfig, train_corpus_lm
 from .head import AdaptiveDecoder
 
 # %% auto #0
 __all__ = ['CATEGORIES', 'N_ITEMS', 'SuiteConfig', 'fact_prompt', 'list_prompt', 'suite_prompts', 'lm_corpus', 'fact_reward',
            'list_reward', 'suite_reward', 'suite_judge', 'SuiteLMConfig', 'train_suite_lm', 'fixed_temperature_rewards',
-           'decoder_rewards', 'bootstrap_ci', 'paired_bootstrap_ci', 'temperature_histogram', 'word_starts',
-           'position_temperatures', 'plot_temperature_hist', 'plot_rewards']
+           'decoder_rewards', 'temperature_histogram', 'word_starts', 'position_temperatures', 'plot_temperature_hist',
+           'plot_rewards']
 
 # %% ../../nbs/32_adaptive_suite.ipynb #dd604c75
 CATEGORIES = {
@@ -124,57 +125,33 @@ def suite_judge() -> CallableJudge:
 
 # %% ../../nbs/32_adaptive_suite.ipynb #72df429f
 @dataclass
-class SuiteLMConfig:
-    """The tiny LM trained from scratch for the suite (or `init` = a model name / folder / .gguf, used frozen as is).
+class SuiteLMConfig(CorpusLMConfig):
+    """The tiny LM trained from scratch for the suite (a `latent_lm.tasks.CorpusLMConfig`; or `init` = a model name / folder / .gguf, used frozen as is).
 
     Args:
         init: 'tiny', or a model for latent_lm.lm.load_lm (e.g. smollm2-135m-instruct)
         d_model: tiny model width
         n_layers: tiny model depth
         n_heads: attention heads
-        n_records: training records (half fact, half list)
+        max_len: tiny model context length
+        vocab_size: 0: byte tokens; otherwise a BPE vocabulary learned on the training records (> 300)
         steps: training steps
         lr: learning rate
         batch_size: batch size
+        n_records: training records (half fact, half list)
     """
-    init: str = "tiny"
-    d_model: int = 64
-    n_layers: int = 2
-    n_heads: int = 4
     n_records: int = 8000
-    steps: int = 1000
-    lr: float = 5e-3
-    batch_size: int = 64
 
     def check(self, where: str = "model"):
-        check(isinstance(self.init, str) and self.init.strip(), f"{where}.init must be 'tiny' or a model name/path, got {self.init!r}.")
-        for f in ("d_model", "n_layers", "n_heads", "n_records", "steps", "batch_size"):
-            v = getattr(self, f); check(isinstance(v, int) and v >= 1, f"{where}.{f} must be an integer >= 1, got {v!r}.")
-        check(self.d_model % self.n_heads == 0, f"{where}.d_model ({self.d_model}) must be divisible by {where}.n_heads ({self.n_heads}).")
-        check(self.lr > 0, f"{where}.lr must be > 0, got {self.lr!r}.")
+        super().check(where)
+        check(isinstance(self.n_records, int) and self.n_records >= 1, f"{where}.n_records must be an integer >= 1, got {self.n_records!r}.")
+        check(self.steps >= 1 or self.init != "tiny", f"{where}.steps must be >= 1: the suite LM is trained from scratch, got {self.steps}.")
         return self
 
 def train_suite_lm(cfg: SuiteLMConfig, suite: SuiteConfig, out_dir, seed: int = 0) -> dict:
     "Train the suite's tiny LM from scratch and save it to `out_dir` (reused when `out_dir/latent_lm_done.json` exists)."
-    from lightning.pytorch import seed_everything
-    from latent_lm.lm import tiny_lm
-    from latent_lm.prefs import SFTModule, SFTDataModule
-    from latent_lm.rounds import fit_interruptible
-    from latent_lm.train import make_trainer, save_pretrained_atomic
-    out_dir = Path(out_dir); done = out_dir / "latent_lm_done.json"
-    if done.exists(): return json.loads(done.read_text())
     cfg.check(); suite.check()
-    model, tok = tiny_lm(d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads, max_len=128, seed=seed)
-    seed_everything(seed, verbose=False)
-    sm = SFTModule(model, lr=cfg.lr, save_hf=False)
-    dm = SFTDataModule(lm_corpus(suite, cfg.n_records, seed), tok, batch_size=cfg.batch_size, chat=False, seed=seed)
-    tr = make_trainer(default_root_dir=str(out_dir.parent / (out_dir.name + "_train")), logger=False, enable_checkpointing=False,
-                      max_steps=cfg.steps, num_sanity_val_steps=0)
-    fit_interruptible(tr, sm, dm)
-    save_pretrained_atomic(out_dir, sm.model.eval(), tok)
-    info = {"steps": cfg.steps, "final_loss": float(tr.callback_metrics.get("train_loss", float("nan")))}
-    atomic_write_json(done, info)
-    return info
+    return train_corpus_lm(cfg, lm_corpus(suite, cfg.n_records, seed), out_dir, seed)
 
 # %% ../../nbs/32_adaptive_suite.ipynb #f799586d
 def _mean(xs): return sum(xs) / len(xs) if xs else float("nan")
@@ -206,17 +183,7 @@ def decoder_rewards(decoder: AdaptiveDecoder, items: list[dict], n: int = 4, max
     return per_prompt, recs
 
 # %% ../../nbs/32_adaptive_suite.ipynb #b4030460
-def bootstrap_ci(values, n_boot: int = 2000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
-    "Percentile bootstrap (1 - alpha) confidence interval of the mean of `values`."
-    v = torch.as_tensor(check_nonempty(list(values), "values"), dtype=torch.float64)
-    g = torch.Generator().manual_seed(seed)
-    means = v[torch.randint(0, len(v), (n_boot, len(v)), generator=g)].mean(1)
-    return float(torch.quantile(means, alpha / 2)), float(torch.quantile(means, 1 - alpha / 2))
-
-def paired_bootstrap_ci(a, b, n_boot: int = 2000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
-    "Confidence interval of mean(a - b) over paired items."
-    check(len(a) == len(b), f"paired values need the same length, got {len(a)} and {len(b)}.")
-    return bootstrap_ci([x - y for x, y in zip(a, b)], n_boot, seed, alpha)
+from ..core import bootstrap_ci, paired_bootstrap_ci
 
 # %% ../../nbs/32_adaptive_suite.ipynb #44694e7b
 def temperature_histogram(recs: list[dict], temperatures, per: str = "token") -> dict[str, list[float]]:

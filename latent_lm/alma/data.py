@@ -17,8 +17,7 @@ from ..lm import encode_prompt, pad_batch
 __all__ = ['WORDS', 'LETTERS', 'VOCAB', 'COUNTS', 'PHRASINGS', 'USERS', 'PROMPT_LIST_HEADER', 'make_prompt', 'task_spec',
            'response_words', 'oracle_score', 'random_response', 'perfect_response', 'skewed_weights', 'sample_prompt',
            'format_prompt', 'base_corpus', 'seed_sft_data', 'seed_judge_data', 'heldout_prompts', 'heldout_pairs',
-           'normalize_text', 'shingles', 'jaccard', 'dedupe', 'assign_clusters', 'kmeans', 'hidden_states',
-           'synthesis_text', 'synthesize_prompts', 'diversified_sample', 'random_sample']
+           'hidden_states', 'synthesis_text', 'synthesize_prompts', 'diversified_sample', 'random_sample']
 
 # %% ../../nbs/85_alma_data.ipynb #7a72a9e1
 WORDS = {"a": ["ant", "arm", "axe", "art", "ape", "ash", "aim", "ace"], "b": ["bat", "bee", "bus", "bag", "bed", "box", "bun", "bow"],
@@ -135,59 +134,7 @@ def heldout_pairs(n: int, seed=0) -> list[dict]:
     return out
 
 # %% ../../nbs/85_alma_data.ipynb #7b67d55d
-def normalize_text(text: str) -> str:
-    "Lower case, punctuation removed, whitespace collapsed."
-    return " ".join(re.sub(r"[^\w\s]", " ", (text or "").lower()).split())
-
-def shingles(text: str, n: int = 3) -> frozenset:
-    "The set of character n-grams of the normalised text (the whole text if shorter)."
-    t = normalize_text(text)
-    return frozenset(t[i:i + n] for i in range(max(1, len(t) - n + 1)))
-
-def jaccard(a: frozenset, b: frozenset) -> float:
-    "|a & b| / |a | b| (1.0 for two empty sets)."
-    return len(a & b) / len(a | b) if a or b else 1.0
-
-def dedupe(texts: Sequence[str], threshold: float = 0.9, against: Sequence[str] = ()) -> list[int]:
-    "Indices of the texts to keep: each is kept unless it is a near-duplicate (Jaccard >= threshold) of a kept one or of `against`."
-    check(0 < threshold <= 1, f"threshold must be in (0, 1], got {threshold}.")
-    kept, keep_sh = [], [shingles(t) for t in against]
-    exact = {normalize_text(t) for t in against}
-    for i, t in enumerate(texts):
-        nt = normalize_text(t)
-        if nt in exact: continue
-        sh = shingles(t)
-        if threshold < 1 and any(jaccard(sh, o) >= threshold for o in keep_sh): continue
-        kept.append(i); exact.add(nt); keep_sh.append(sh)
-    return kept
-
-# %% ../../nbs/85_alma_data.ipynb #8ce27dd4
-def assign_clusters(x: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
-    "Index of the nearest centroid (squared Euclidean distance) for each row of `x`."
-    d = (x * x).sum(1, keepdim=True) - 2 * x @ centroids.T + (centroids * centroids).sum(1)[None]
-    return d.argmin(1)
-
-def kmeans(x: torch.Tensor, k: int, iters: int = 100, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    "`(centroids [k, d], assignment [n])` of Lloyd's k-means with k-means++ seeding on the rows of `x` (float)."
-    x = x.float()
-    n = x.shape[0]
-    check(1 <= k <= n, f"k-means needs 1 <= k <= number of points ({n}), got k={k}.")
-    g = torch.Generator().manual_seed(seed)
-    idx = [int(torch.randint(n, (1,), generator=g))]
-    for _ in range(1, k):                                    # k-means++: next centre with probability ~ squared distance
-        d2 = torch.cdist(x, x[idx]).min(1).values ** 2
-        idx.append(int(torch.multinomial(d2 / d2.sum(), 1, generator=g)) if d2.sum() > 0 else int(torch.randint(n, (1,), generator=g)))
-    c = x[idx].clone(); a = assign_clusters(x, c)
-    for _ in range(iters):
-        for j in range(k):
-            m = a == j
-            if m.any(): c[j] = x[m].mean(0)
-            else:                                           # empty: take the worst-served point
-                far = ((x - c[a]) ** 2).sum(1).argmax(); c[j] = x[far]; a[far] = j
-        new = assign_clusters(x, c)
-        if torch.equal(new, a): break
-        a = new
-    return c, a
+from ..core import normalize_text, shingles, jaccard, dedupe, assign_clusters, kmeans
 
 # %% ../../nbs/85_alma_data.ipynb #5d6c609b
 @torch.no_grad()

@@ -11,14 +11,15 @@ from pathlib import Path
 from typing import Sequence
 import torch
 from ..core import LatentLMError, check, check_nonempty
-from ..lm import load_lm, encode_prompt, encode_completion, pad_batch, sequence_logprobs
-from ..judge import Judge, render_template
+from ..lm import load_lm
+from .. import judge as judge_layer
+from ..judge import Judge, render_template, score_probs, expected_score, integer_score
 from ..rounds import TrainConfig, train_round
 
 # %% auto #0
-__all__ = ['JUDGE_TEMPLATE', 'TINY_JUDGE_TEMPLATE', 'RATING_OPEN', 'RATING_CLOSE', 'SCORES', 'judge_input', 'score_target',
-           'score_probs', 'expected_score', 'integer_score', 'candidate_logps', 'RatingJudge', 'pairwise_accuracy',
-           'evaluate_judge', 'judge_records', 'train_judge', 'self_distill_items']
+__all__ = ['JUDGE_TEMPLATE', 'TINY_JUDGE_TEMPLATE', 'RATING_OPEN', 'RATING_CLOSE', 'SCORES', 'RATING_CANDIDATES', 'judge_input',
+           'score_target', 'candidate_logps', 'RatingJudge', 'pairwise_accuracy', 'evaluate_judge', 'judge_records',
+           'train_judge', 'self_distill_items']
 
 # %% ../../nbs/86_alma_judge.ipynb #6c521801
 JUDGE_TEMPLATE = ('Please act as an impartial judge and evaluate the quality of the response provided by an AI assistant to the user '
@@ -40,42 +41,12 @@ def score_target(score) -> str:
     check(0 <= s <= 10, f"Judge scores are 0-10, got {score}.")
     return f"{s}{RATING_CLOSE}"
 
-# %% ../../nbs/86_alma_judge.ipynb #b4d5faf4
-def score_probs(logps: torch.Tensor) -> torch.Tensor:
-    "Normalise the candidates' log-probs `[..., 11]` into a distribution over the scores 0..10."
-    check(logps.shape[-1] == len(SCORES), f"Need log-probs of the {len(SCORES)} scores 0..10 in the last dimension, got shape {tuple(logps.shape)}.")
-    return torch.softmax(logps.float(), -1)
-
-def expected_score(logps: torch.Tensor) -> torch.Tensor:
-    "The real-valued score: sum_s s * p(s) over the normalised distribution."
-    return (score_probs(logps) * torch.tensor(SCORES, dtype=torch.float)).sum(-1)
-
-def integer_score(logps: torch.Tensor) -> torch.Tensor:
-    "The integer score: the most likely candidate (ties -> the lowest), as a float tensor."
-    return torch.tensor(SCORES, dtype=torch.float)[logps.argmax(-1)]
-
 # %% ../../nbs/86_alma_judge.ipynb #1935320d
-@torch.no_grad()
+RATING_CANDIDATES = tuple(f"{s}{RATING_CLOSE}" for s in SCORES)
+
 def candidate_logps(model, tokenizer, texts: Sequence[str], candidates: Sequence[str] | None = None, batch_size: int = 32) -> torch.Tensor:
-    "log P(candidate | text) for every text and candidate string (default: '0]]' ... '10]]'): a `[len(texts), n_candidates]` tensor."
-    cands = list(candidates) if candidates is not None else [f"{s}{RATING_CLOSE}" for s in SCORES]
-    cids = [encode_completion(tokenizer, c, add_eos=False) for c in cands]
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    dev = next(model.parameters()).device
-    was = model.training; model.eval(); out = []
-    try:
-        per = max(1, batch_size // len(cands) if batch_size >= len(cands) else 1)
-        for i in range(0, len(texts), per):
-            rows, masks = [], []
-            for t in texts[i:i + per]:
-                pre = encode_prompt(tokenizer, t)
-                for c in cids: rows.append(pre + c); masks.append([0] * len(pre) + [1] * len(c))
-            ids, att = pad_batch(rows, pad, side="right")
-            cm, _ = pad_batch(masks, 0, side="right")
-            lp = sequence_logprobs(model, ids.to(dev), att.to(dev), cm.to(dev)).float().cpu()
-            out.append(lp.view(-1, len(cands)))
-    finally: model.train(was)
-    return torch.cat(out) if out else torch.zeros(0, len(cands))
+    "log P(candidate | text) for every text and candidate string (default: '0]]' ... '10]]'): `latent_lm.judge.candidate_logps`."
+    return judge_layer.candidate_logps(model, tokenizer, texts, RATING_CANDIDATES if candidates is None else candidates, batch_size)
 
 # %% ../../nbs/86_alma_judge.ipynb #348bbd6f
 class RatingJudge(Judge):
@@ -98,7 +69,7 @@ class RatingJudge(Judge):
     def score_all(self, prompts, responses) -> dict:
         "`{'real': [...], 'integer': [...], 'probs': [[p0..p10], ...]}` for every item."
         lp = self.logps(list(prompts), list(responses))
-        return {"real": expected_score(lp).tolist(), "integer": integer_score(lp).tolist(), "probs": score_probs(lp).tolist()}
+        return {"real": expected_score(lp, SCORES).tolist(), "integer": integer_score(lp, SCORES).tolist(), "probs": score_probs(lp).tolist()}
 
     def score(self, prompts, responses) -> list[float]:
         return self.score_all(prompts, responses)[self.mode]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from ..core import LatentLMError, check, check_nonempty, stable_hash, key_seed, atomic_write_json
 from ..sources import SQLRunner, same_result, generated_tables
+from ..tasks import TinyLMConfig, train_corpus_lm
 from .tables import sql_prompt, sft_record, answer_sql, synthesize_table
 
 # %% auto #0
@@ -89,48 +90,33 @@ def plot_funnel(stages: list[dict], ax=None, title: str = "Source2Synth curation
 
 # %% ../../nbs/72_s2s_curate.ipynb #3a5eb11e
 @dataclass
-class SQLModelConfig:
-    """The model that maps question + schema to SQL.
+class SQLModelConfig(TinyLMConfig):
+    """The model that maps question + schema to SQL (a `latent_lm.tasks.TinyLMConfig`, built untrained, with a generation budget).
 
     Args:
-        init: 'tiny' (trained from scratch here) or a model name / folder / .gguf for latent_lm.lm.load_lm
-        chat: render prompts with the chat template (for instruction-tuned models)
+        init: 'tiny' (built from scratch here) or a model name / folder / .gguf for latent_lm.lm.load_lm
         d_model: tiny model width
         n_layers: tiny model depth
         n_heads: tiny model attention heads
-        vocab_size: tiny model BPE vocabulary, learned on the synthetic corpus
         max_len: tiny model context length
+        vocab_size: tiny model BPE vocabulary, learned on the synthetic corpus (> 300)
+        chat: render prompts with the chat template (for instruction-tuned models)
         max_new_tokens: longest query generated
     """
-    init: str = "tiny"
-    chat: bool = False
-    d_model: int = 64
-    n_layers: int = 2
-    n_heads: int = 4
-    vocab_size: int = 512
     max_len: int = 256
+    vocab_size: int = 512
+    chat: bool = False
     max_new_tokens: int = 48
 
     def check(self, where: str = "model"):
-        check(isinstance(self.init, str) and self.init.strip(), f"{where}.init must be 'tiny' or a model name/path, got {self.init!r}.")
-        for f in ("d_model", "n_layers", "n_heads", "max_len", "max_new_tokens"):
-            check(getattr(self, f) >= 1, f"{where}.{f} must be >= 1, got {getattr(self, f)}.")
-        check(self.d_model % self.n_heads == 0, f"{where}.d_model ({self.d_model}) must be divisible by {where}.n_heads ({self.n_heads}).")
-        check(self.vocab_size > 300, f"{where}.vocab_size must exceed 300 (bytes and special tokens), got {self.vocab_size}.")
+        super().check(where)
+        check(self.vocab_size > 0, f"{where}.vocab_size must exceed 300: the SQL model's BPE vocabulary is learned on the corpus, got 0.")
+        check(isinstance(self.max_new_tokens, int) and self.max_new_tokens >= 1, f"{where}.max_new_tokens must be an integer >= 1, got {self.max_new_tokens!r}.")
         return self
 
 def base_model(cfg: SQLModelConfig, corpus: list[str], out_dir, seed: int = 0) -> str:
-    "The base model's path: `cfg.init`, or for 'tiny' a from-scratch model saved (once) to `out_dir`."
-    if cfg.init != "tiny": return cfg.init
-    from latent_lm.lm import tiny_lm, bpe_tokenizer
-    from latent_lm.train import save_pretrained_atomic
-    out = Path(out_dir)
-    if (out / "latent_lm_done.json").exists(): return str(out)
-    tok = bpe_tokenizer(check_nonempty(corpus, "tokenizer corpus"), cfg.vocab_size, split_digits=True)
-    model, tok = tiny_lm(d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads, max_len=cfg.max_len, seed=seed, tokenizer=tok)
-    save_pretrained_atomic(out, model, tok)
-    atomic_write_json(out / "latent_lm_done.json", {"init": "tiny", "seed": seed})
-    return str(out)
+    "The base model's path: `cfg.init`, or for 'tiny' a from-scratch (untrained) model saved (once) to `out_dir`."
+    return train_corpus_lm(cfg, corpus, out_dir, seed)["path"]
 
 def train_sql(model_path: str, items: list[dict], out_dir, train_cfg, seed: int = 0, chat: bool = False) -> str:
     "SFT `model_path` on entries (question + schema -> SQL) with `rounds.train_round`; the model goes to `out_dir` (once)."
