@@ -72,7 +72,7 @@ def test_smoke_jobs(bench, tmp_path):
     assert ent["params"] == st["params"] and ent["bytes_seen"] == st["bytes_seen"]
     assert abs(ent["bytes_per_patch_train"] / st["bytes_per_patch_train"] - 1) < 0.05
     assert abs(res[3]["bytes_seen"] / st["bytes_seen"] - 1) < 0.2
-    assert (tmp_path / "gen_model.pt").exists()                # the generation job's model is saved by entropy_ps4 seed 0
+    assert (tmp_path / "gen_model" / "config.json").exists()   # the generation job's model is saved by entropy_ps4 seed 0 (save_pretrained)
     cfg["gen_bytes"], cfg["gen_recompute_samples"] = [12], {"12": None}
     gen = bench.run_job("generation:0", cfg, prep, tmp_path)
     assert gen["by_length"]["12"]["identical"] is True
@@ -83,7 +83,10 @@ def test_smoke_jobs(bench, tmp_path):
     importlib.import_module("_common").check_results(out)                      # the shared schema (bench/_common.py)
     pr = out["premise"]["numbers"]["entropy_ps4"]
     assert 0 <= pr["word_start_rate_among_high_entropy"] <= 1 and pr["lift"] == pytest.approx(pr["word_start_rate_among_high_entropy"] / out["premise"]["numbers"]["word_start_rate"])
-    assert out["premise"]["holds"] in (True, False) and out["positive_control"]["shows"] is None
+    assert out["premise"]["holds"] in (True, False) and out["positive_control"]["shows"] in (True, False)
+    sp = out["premise"]["numbers"]["spans"]
+    assert 0 <= sp["bytes_in_spans"] <= 1 and set(sp["global_steps_inside_spans"]) == set(prep["patchers"])
+    assert "bpb_in_predictable_spans" in out["arms"]["entropy_ps4"] and set(out["positive_control"]["numbers"]["by_patch_size"]) == {"6", "8"}
     assert out["verdict"] in ("reproduced", "partial", "not reproduced")
     assert "generation_12B" in out["arms"] and out["arms"]["bpe"]["seeds"][0]["seed"] == 0
     bench.write_md(out, tmp_path / "blt.md")
@@ -103,3 +106,25 @@ def test_premise_numbers_by_hand(bench):
     assert p["high_entropy_rate"] == pytest.approx(3 / 8) and p["word_start_rate_among_high_entropy"] == pytest.approx(2 / 3)
     assert p["lift"] == pytest.approx(16 / 9) and p["high_entropy_rate_among_word_starts"] == pytest.approx(2 / 3)
     assert "static_ps4" not in out
+
+
+def test_predictable_spans_by_hand(bench):
+    "'ab cd ef': every byte predictable except c (e[3] high); runs of >= 3: a b ' ' and d ' ' e f; starts 0 2 4 6 -> 2 and 6 inside."
+    from latent_lm.blt.tokenizer import ByteTokenizer
+    s = torch.tensor(ByteTokenizer().encode("ab cd ef"))              # BOS a b ' ' c d ' ' e f EOS
+    e = torch.zeros(len(s)); e[3] = 5.0
+    span = bench.predictable_spans(s, e, h_low=0.5, run_min=3)
+    assert span.tolist() == [False, True, True, True, False, True, True, True, True, False]
+    starts = torch.zeros(len(s), dtype=torch.bool); starts[[0, 2, 4, 6]] = True
+    assert bench.steps_inside(starts, span) == pytest.approx(2 / 4)
+    assert bench.predictable_spans(s, e, h_low=0.5, run_min=5).sum() == 0
+
+
+def test_speed_numbers_smoke(bench):
+    cfg = json.loads(json.dumps(bench.MODES["smoke"]))
+    out = bench.speed_numbers(cfg, log=lambda m: None)
+    for name in ("tiny", "mid"):
+        for th in ("1_thread", "2_thread"):
+            r = out["configs"][name][th]
+            assert r["mfu"] > 0 and r["matmul_peak_flops"] > 0 and r["speedup_vs_dense_masks"] > 0
+    assert out["goal_met_1_thread"] in (True, False) and out["configs"]["tiny"]["profile_top_ops_1_thread"]

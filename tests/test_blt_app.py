@@ -23,14 +23,18 @@ def work(tmp_path_factory):
                         window_decoder=16, ngram_sizes=(3,), hash_buckets=64, max_seq_len=64)).eval()
     em = EntropyModel(EntropyModelConfig(dim=16, n_layers=1, n_heads=2, window=8)).eval()
     save_blt_bundle(d / "good" / "blt_bundle", blt, em, Patcher("entropy", threshold=4.0))
-    for name in ("cut_blt", "cut_entropy", "bad_patcher", "wrong_weights"):
+    for name in ("cut_blt", "cut_entropy", "bad_patcher", "wrong_weights", "no_config", "other_version"):
         save_blt_bundle(d / name, blt, em, Patcher("entropy", threshold=4.0))
-    (d / "cut_blt" / "blt.pt").write_bytes((d / "cut_blt" / "blt.pt").read_bytes()[:300])
-    (d / "cut_entropy" / "entropy_model.pt").write_bytes(b"\x00" * 64)
-    (d / "bad_patcher" / "patcher.json").write_text('{"mode": "entropy", "threshold": ')
-    obj = torch.load(d / "wrong_weights" / "blt.pt", weights_only=True)
-    obj["state_dict"] = {k: v[..., :1] if v.dim() else v for k, v in obj["state_dict"].items()}
-    torch.save(obj, d / "wrong_weights" / "blt.pt")
+    (d / "cut_blt" / "model.safetensors").write_bytes((d / "cut_blt" / "model.safetensors").read_bytes()[:300])
+    (d / "cut_entropy" / "entropy_model" / "model.safetensors").write_bytes(b"\x00" * 64)
+    cfg = json.loads((d / "bad_patcher" / "config.json").read_text()); cfg["patcher"]["threshold"] = "high"
+    (d / "bad_patcher" / "config.json").write_text(json.dumps(cfg))
+    from safetensors.torch import load_file, save_file
+    sd = load_file(d / "wrong_weights" / "model.safetensors")
+    save_file({k: v[..., :1].contiguous() if v.dim() else v for k, v in sd.items()}, d / "wrong_weights" / "model.safetensors")
+    (d / "no_config" / "config.json").unlink()
+    cfg = json.loads((d / "other_version" / "config.json").read_text()); cfg["blt"]["patch_dropout"] = 0.1; del cfg["blt"]["rope_theta"]
+    (d / "other_version" / "config.json").write_text(json.dumps(cfg))
     (d / "latin1.txt").write_bytes(b"caf\xe9\nna\xefve\n")
     (d / "prompts.txt").write_text("The cat\n")
     (d / "afile").write_text("not a folder")
@@ -61,8 +65,8 @@ PATCH_CASES = [
     (dict(text="abc", color="purple"), "color must be auto, always or never"),
     (dict(text="abc", model="ngram:0"), "n-gram order"),
     (dict(text="abc", model="nowhere"), "no such file or folder"),
-    (dict(text="abc", model="cut_entropy"), "is not a readable entropy model"),
-    (dict(text="abc", model="bad_patcher", threshold=None), "patcher.json is damaged"),
+    (dict(text="abc", model="cut_entropy"), "entropy_model/model.safetensors is not a valid safetensors file"),
+    (dict(text="abc", model="bad_patcher", threshold=None), "bad patcher settings in config.json"),
     (dict(text="abc", out="afile"), "is a file"),
 ]
 GEN_CASES = [
@@ -84,10 +88,11 @@ GEN_CASES = [
     (dict(model=GOOD, prompts=["hi"], mode="space", threshold=1.0), "does not read threshold"),
     (dict(model="nowhere", prompts=["hi"]), "no such file or folder"),
     (dict(model="ngram", prompts=["hi"]), "model must be a BLT"),
-    (dict(model="cut_blt", prompts=["hi"]), "is not a readable BLT model"),
+    (dict(model="cut_blt", prompts=["hi"]), "cut_blt/model.safetensors is not a valid safetensors file"),
     (dict(model="wrong_weights", prompts=["hi"]), "the weights do not match the BLT"),
-    (dict(model="cut_entropy", prompts=["hi"]), "is not a readable entropy model"),
-    (dict(model="bad_patcher", prompts=["hi"]), "patcher.json is damaged"),
+    (dict(model="cut_entropy", prompts=["hi"]), "entropy_model/model.safetensors is not a valid safetensors file"),
+    (dict(model="bad_patcher", prompts=["hi"]), "bad patcher settings in config.json"),
+    (dict(model="other_version", prompts=["hi"]), "unknown fields: patch_dropout"),
     (dict(model=GOOD, prompts=["hi"], entropy_model="ngram:9"), "n-gram order"),
     (dict(model=GOOD, prompts=["hi"], out="adir"), "is a folder"),
 ]
@@ -161,7 +166,7 @@ def test_fit_with_batch_size_zero_fails_before_anything_trains(tmp_path):
 
 def test_registry_entry():
     verbs = BLT_METHOD.all_verbs()
-    assert {"fit", "validate", "test", "fit-entropy", "validate-entropy", "test-entropy", "patch", "generate"} == set(verbs)
+    assert {"fit", "validate", "test", "fit-entropy", "validate-entropy", "test-entropy", "patch", "generate", "convert"} == set(verbs)
     for name, v in BLT_METHOD.notebooks.items(): assert (ROOT / "nbs" / f"{name}.ipynb").exists(), name
     for c in BLT_METHOD.configs: assert (ROOT / c).exists(), c
     assert (ROOT / BLT_METHOD.bench).exists()
@@ -188,8 +193,12 @@ def test_no_import_cycles_between_blt_modules():
     assert "train" not in deps["generate"] and "app" not in set().union(*(deps[m] for m in deps if m != "app"))
 
 
-@pytest.mark.parametrize("name,msg", [("cut_blt", "is not a readable BLT bundle model"), ("wrong_weights", "the weights do not match the BLT"),
-                                      ("bad_patcher", "patcher.json or meta.json is damaged"), ("cut_entropy", "is not a readable entropy model")])
+@pytest.mark.parametrize("name,msg", [("cut_blt", "cut_blt/model.safetensors is not a valid safetensors file"),
+                                      ("wrong_weights", "the weights do not match the BLT"),
+                                      ("bad_patcher", "bad patcher settings in config.json"),
+                                      ("cut_entropy", "entropy_model/model.safetensors is not a valid safetensors file"),
+                                      ("no_config", r"is not a BLT bundle \(no config.json\)"),
+                                      ("other_version", "unknown fields: patch_dropout; missing fields: rope_theta")])
 def test_load_damaged_bundle(work, name, msg):
     from latent_lm.blt.train import load_blt_bundle
     with pytest.raises(LatentLMError, match=msg): load_blt_bundle(work / name)

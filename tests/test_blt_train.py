@@ -81,7 +81,7 @@ def test_tiny_configs_run_cut_down(tmp_path):
                               "--trainer.limit_val_batches=1", f"--trainer.default_root_dir={out}", "--data.max_bytes=40000",
                               "--data.max_heldout_bytes=6000", "--data.entropy_steps=3", "--data.seq_len=64",
                               "--trainer.enable_progress_bar=false"]) == 0
-    assert (out / "config.yaml").exists() and (out / "metrics.csv").exists() and (out / "blt_bundle" / "blt.pt").exists()
+    assert (out / "config.yaml").exists() and (out / "metrics.csv").exists() and (out / "blt_bundle" / "model.safetensors").exists()
     assert load_blt_bundle(out)["entropy_model"].kind == "transformer"
     assert (out / "blt_data").is_dir()                    # the entropy model was trained by the data module, inside the run folder
     out = tmp_path / "ent"
@@ -145,4 +145,4 @@ def test_ddp_two_processes(tmp_path, kind):
     if kind == "ngram":                                                   # each rank counted both ranks' batches: 4 steps x 2 ranks x 4 x 64
         assert ranks[0]["chk"]["model.counts"] == 4 * 2 * 4 * 64
     else:
-        assert (tmp_path / "blt_bundle" / "blt.pt").exists() and ranks[0]["val_bpb"] > 0
+        assert (tmp_path / "blt_bundle" / "model.safetensors").exists() and ranks[0]["val_bpb"] > 0

@@ -19,13 +19,14 @@ from .patching import (Patcher, PATCH_MODES, MODES, INCREMENTAL_MODES, ENTROPY_M
                                     needs_calibration, calibrate_patcher, ansi_patches, plot_entropy_patches, plot_patches_text,
                                     plot_patch_length_hist)
 from .entropy import EntropyModelConfig, stream_entropies, load_entropy_model, lm_loss_sum
-from .model import BLT, BLTConfig, byte_loss_sums, load_blt
+from .model import BLT, BLTConfig, BLT_MODEL_TYPE, byte_loss_sums, load_blt
+from .tokenizer import is_pretrained_dir
 from .generate import generate_ids, _as_prompt_ids, _check_prompts, generate as generate_bytes
 from .train import (default_corpus, split_documents, take_bytes, encode_documents, make_entropy_model,
-                                 train_entropy_transformer, default_ngram, default_heldout, patch_text, _text_bytes)
+                                 train_entropy_transformer, default_ngram, default_heldout, patch_text, _text_bytes, load_blt_bundle)
 
 # %% auto #0
-__all__ = ['BLT_METHOD', 'patch', 'generate', 'tour']
+__all__ = ['BLT_METHOD', 'patch', 'generate', 'convert', 'tour']
 
 # %% ../../nbs/16_blt_app.ipynb #b16a0006
 BLT_METHOD = register(Method(
@@ -33,7 +34,8 @@ BLT_METHOD = register(Method(
     summary="byte-level LM with entropy patching, hash n-gram embeddings, cross-attention pooling, incremental generation",
     paper="Byte Latent Transformer: Patches Scale Better Than Tokens", arxiv="2412.09871",
     notebooks={"10_blt_bytes": "bytes", "10a_blt_blocks": "blocks", "11_blt_entropy": "entropy", "12_blt_patching": "patching",
-               "13_blt_model": "model", "14_blt_generate": "generation", "15_blt_train": "training", "16_blt_app": "commands"},
+               "13_blt_model": "model", "14_blt_generate": "generation", "13a_blt_hf": "transformers", "15_blt_train": "training",
+               "16_blt_app": "commands"},
     verbs={
         "fit": Verb("train the entropy model, then the BLT (the data module trains the entropy model first, once)",
                     model="latent_lm.blt.train:BLTModule", data="latent_lm.blt.train:BLTDataModule"),
@@ -41,6 +43,8 @@ BLT_METHOD = register(Method(
                             data="latent_lm.blt.train:BLTDataModule"),
         "patch": Verb("patch a text or file and show the patches", fn="latent_lm.blt.app:patch"),
         "generate": Verb("generate bytes with KV caches from a trained bundle", fn="latent_lm.blt.app:generate"),
+        "convert": Verb("convert between transformers' BltForCausalLM folders and latent_lm's save_pretrained folders",
+                        fn="latent_lm.blt.app:convert"),
     },
     tour="latent_lm.blt.app:tour",
     configs=["configs/blt/tiny.yaml", "configs/blt/entropy_tiny.yaml", "configs/blt/paper.yaml"],
@@ -48,18 +52,10 @@ BLT_METHOD = register(Method(
 
 # %% ../../nbs/16_blt_app.ipynb #b16a0009
 def _bundle_dir(path: Path) -> Path | None:
-    "The bundle folder (the one holding blt.pt) at `path` or inside it as blt_bundle/, else None."
+    "The bundle folder (a BLT.save_pretrained folder, or a first-version one holding blt.pt) at `path` or in its blt_bundle/, else None."
     for d in (path, path / "blt_bundle"):
-        if d.is_dir() and (d / "blt.pt").is_file(): return d
+        if d.is_dir() and (is_pretrained_dir(d, BLT_MODEL_TYPE) or (d / "blt.pt").is_file()): return d
     return None
-
-def _saved_patcher(bundle: Path) -> Patcher | None:
-    "The patcher a bundle saved (patcher.json), or None; a damaged file is an error."
-    f = bundle / "patcher.json"
-    if not f.is_file(): return None
-    try: return Patcher(**json.loads(f.read_text()))
-    except (ValueError, TypeError) as e:            # JSONDecodeError and LatentLMError are ValueErrors
-        raise LatentLMError(f"{f} is damaged ({str(e)[:160]}); write the bundle again (latent-lm blt fit).") from None
 
 def _is_ngram(spec: str) -> bool: return spec == "ngram" or spec.startswith("ngram:")
 
@@ -156,8 +152,8 @@ def patch(text: str | None = None, file: str | None = None, stdin: bool = False,
     bundle = _bundle_dir(Path(model)) if not _is_ngram(model) else None
     saved = None
     if bundle is not None:
-        em = load_entropy_model(bundle / "entropy_model.pt") if (bundle / "entropy_model.pt").exists() else None
-        saved = _saved_patcher(bundle)
+        b = load_blt_bundle(bundle)
+        em, saved = b["entropy_model"], b["patcher"]
     else: em = _entropy_model(model)
     if mode is None and saved is not None:
         kw = _settings(None, saved.mode, **kw)
@@ -200,14 +196,12 @@ patch.__doc__ = _mode_help(patch.__doc__)
 
 # %% ../../nbs/16_blt_app.ipynb #b16a0011
 def _load_for_generation(model: str, entropy_model: str | None, mode: str | None, kw: dict):
-    "The BLT, its entropy model and its patcher: from a bundle folder (its own) or a saved blt.pt plus the settings."
+    "The BLT, its entropy model and its patcher: from a bundle folder (its own) or a saved model file plus the settings."
     mp = Path(model)
     bundle = _bundle_dir(mp)
-    blt = load_blt(bundle if bundle is not None else mp)
-    if entropy_model is not None: em = _entropy_model(entropy_model)
-    elif bundle is not None and (bundle / "entropy_model.pt").exists(): em = load_entropy_model(bundle / "entropy_model.pt")
-    else: em = None
-    saved = _saved_patcher(bundle) if bundle is not None else None
+    b = load_blt_bundle(bundle) if bundle is not None else {"model": load_blt(mp), "entropy_model": None, "patcher": None}
+    blt, saved = b["model"], b["patcher"]
+    em = _entropy_model(entropy_model) if entropy_model is not None else b["entropy_model"]
     if mode is None:
         check(saved is not None, "This model has no saved patcher: give mode (and its settings, e.g. threshold for entropy).")
         patcher = Patcher(**{**saved.to_dict(), **_settings(None, saved.mode, **kw)})
@@ -228,12 +222,12 @@ def generate(model: str, prompts: str | list[str] | None = None, prompts_file: s
              method: str = "cached", stop_at_eos: bool = True, out: str | None = None, overwrite: bool = False) -> int:
     """Continue prompts with a trained BLT, byte by byte with KV caches (entropy model, encoder, global model, decoder).
 
-    Give the bundle folder `latent-lm blt fit` wrote (model, entropy model and patcher travel together), or a saved
-    blt.pt plus the patcher's settings. Each prompt's sample depends only on the run's seed and the prompt's index, so a
+    Give the bundle folder `latent-lm blt fit` wrote, or any folder `BLT.save_pretrained` wrote (model, entropy model and
+    patcher travel together), or a model file of the first version (.pt) plus the patcher's settings. Each prompt's sample depends only on the run's seed and the prompt's index, so a
     run that is stopped and resumed with the same command writes the same file as one that was not.
 
     Args:
-        model: bundle folder written by `latent-lm blt fit` (or its run folder), or a saved blt.pt
+        model: bundle folder written by `latent-lm blt fit` (or its run folder), a BLT.save_pretrained folder, or a first-version .pt file
         prompts: a prompt to continue, or several as a list (--prompts '["The cat", "Hello"]')
         prompts_file: a UTF-8 text file with one prompt per line (added after prompts)
         entropy_model: a saved entropy model or checkpoint, or 'ngram[:N]' (default: the bundle's)
@@ -264,7 +258,7 @@ def generate(model: str, prompts: str | list[str] | None = None, prompts_file: s
     check_number("seed", seed, integer=True)
     check(method in ("cached", "recompute"), f"method must be 'cached' or 'recompute', got {method!r}.")
     _check_model_spec(model, "model")
-    check(not _is_ngram(model), "model must be a BLT (a bundle folder or blt.pt), not an n-gram; use entropy_model for that.")
+    check(not _is_ngram(model), "model must be a BLT (a bundle or save_pretrained folder), not an n-gram; use entropy_model for that.")
     if entropy_model is not None: _check_model_spec(entropy_model, "entropy_model")
     kw = _settings(mode, threshold=threshold, relative_threshold=relative_threshold, patch_size=patch_size, p=p,
                    max_patch_length=max_patch_length)
@@ -300,6 +294,38 @@ def generate(model: str, prompts: str | list[str] | None = None, prompts_file: s
     return 0
 
 generate.__doc__ = _mode_help(generate.__doc__)
+
+# %% ../../nbs/16_blt_app.ipynb #b16c0002
+def convert(model: str, out: str, to: str = "latent_lm", overwrite: bool = False) -> int:
+    """Convert a BLT between transformers' format and latent_lm's.
+
+    Args:
+        model: a folder: transformers' BltForCausalLM (config.json with model_type 'blt') for --to latent_lm, or a
+            latent_lm BLT (BLT.save_pretrained or `latent-lm blt fit` bundle) for --to transformers
+        out: the folder to write (created)
+        to: 'latent_lm' or 'transformers'
+        overwrite: replace an existing non-empty out folder
+    """
+    check(to in ("latent_lm", "transformers"), f"to must be 'latent_lm' or 'transformers', got {to!r}.")
+    src = Path(model)
+    check(src.is_dir() and (src / "config.json").is_file() or _bundle_dir(src) is not None,
+          f"model {src} is not a model folder (no config.json); give a transformers BltForCausalLM folder or a latent_lm BLT folder.")
+    dst = check_output_dir(out, "out")
+    check(overwrite or not dst.exists() or not any(dst.iterdir()), f"out {dst} exists and is not empty; pass overwrite=True or another folder.")
+    from latent_lm.blt.hf import from_hf_blt, to_hf_blt
+    if to == "latent_lm":
+        try: kind = json.loads((src / "config.json").read_text()).get("model_type")
+        except ValueError as e: raise LatentLMError(f"{src / 'config.json'} is not valid JSON ({e}).") from None
+        check(kind == "blt", f"{src} holds a {kind!r} model, not transformers' BLT (model_type 'blt'); for a latent_lm folder use to='transformers'.")
+        from transformers import BltForCausalLM
+        got = from_hf_blt(BltForCausalLM.from_pretrained(str(src)).eval())
+        got["model"].save_pretrained(dst, patcher=got["patcher"], entropy_model=got["entropy_model"])
+    else:
+        check(_bundle_dir(src) is not None, f"{src} is not a latent_lm BLT folder; for a transformers folder use to='latent_lm'.")
+        b = load_blt_bundle(_bundle_dir(src))
+        to_hf_blt(b["model"], b["entropy_model"], b["patcher"]).save_pretrained(str(dst))
+    print(f"wrote {dst} ({to})")
+    return 0
 
 # %% ../../nbs/16_blt_app.ipynb #5409dcd6
 def tour(out_dir: Path, quick: bool = True) -> dict:

@@ -80,10 +80,11 @@ class Block(nn.Module):
         return x + self.ffn(self.ffn_norm(x))
 
 class CrossAttention(nn.Module):
-    "Cross-attention without positions: RMSNorm on queries and on keys/values (paper §3.2.2). Returns the update only."
-    def __init__(self, dim: int, dim_kv: int, n_heads: int, eps: float):
+    """Cross-attention without positions: RMSNorm on queries and on keys/values (paper §3.2.2). Returns the update only,
+    or, with `inner_residual` (Meta's code and transformers' `BltCrossAttention`), the update plus its query input `x`."""
+    def __init__(self, dim: int, dim_kv: int, n_heads: int, eps: float, inner_residual: bool = False):
         super().__init__()
-        self.n_heads, self.head_dim = n_heads, dim // n_heads
+        self.n_heads, self.head_dim, self.inner_residual = n_heads, dim // n_heads, inner_residual
         self.norm_q, self.norm_kv = RMSNorm(dim, eps), RMSNorm(dim_kv, eps)
         self.wq, self.wo = nn.Linear(dim, dim, bias=False), nn.Linear(dim, dim, bias=False)
         self.wk, self.wv = nn.Linear(dim_kv, dim, bias=False), nn.Linear(dim_kv, dim, bias=False)
@@ -93,8 +94,8 @@ class CrossAttention(nn.Module):
         kv_in = self.norm_kv(kv_in)
         return self._split(self.wk(kv_in)), self._split(self.wv(kv_in))
     def attend(self, x, k, v, mask):
-        out = _attend(self._split(self.wq(self.norm_q(x))), k, v, mask)
-        return self.wo(out.transpose(1, 2).flatten(2))
+        out = self.wo(_attend(self._split(self.wq(self.norm_q(x))), k, v, mask).transpose(1, 2).flatten(2))
+        return out + x if self.inner_residual else out
     def forward(self, x, kv_in, mask): return self.attend(x, *self.kv(kv_in), mask)
 
 # %% ../../nbs/10a_blt_blocks.ipynb #a36c2439

@@ -13,13 +13,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from ..core import LatentLMError, check, progress
-from .tokenizer import BOE_ID, BOS_ID, EOS_ID, OFFSET, VOCAB_SIZE, ByteTokenizer, document_ids, bits_per_byte, read_saved, load_state
+from .tokenizer import (BOE_ID, BOS_ID, EOS_ID, OFFSET, VOCAB_SIZE, ByteTokenizer, document_ids, bits_per_byte,
+                                     read_saved, load_state, write_pretrained, read_pretrained, config_from_dict, is_pretrained_dir)
 from .blocks import RMSNorm, rope, SwiGLU, Block, LocalKVCache
 
 
 # %% auto #0
-__all__ = ['local_mask', 'local_attention', 'LocalWindow', 'EntropyModelConfig', 'EntropyCache', 'EntropyModel',
-           'entropy_from_logits', 'entropies', 'stream_entropies', 'NgramEntropyModel', 'lm_loss_sum',
+__all__ = ['ENTROPY_MODEL_TYPE', 'local_mask', 'local_attention', 'LocalWindow', 'EntropyModelConfig', 'EntropyCache',
+           'EntropyModel', 'entropy_from_logits', 'entropies', 'stream_entropies', 'NgramEntropyModel', 'lm_loss_sum',
            'build_entropy_model', 'EntropyLMModule', 'save_entropy_model', 'load_entropy_model']
 
 # %% ../../nbs/11_blt_entropy.ipynb #8faa2d65
@@ -358,31 +359,61 @@ class EntropyLMModule(L.LightningModule):
         return adamw(self.model, h.lr, h.weight_decay, (h.adam_beta1, h.adam_beta2), h.warmup_steps, h.lr_schedule, total)
 
 # %% ../../nbs/11_blt_entropy.ipynb #7209e46c
+ENTROPY_MODEL_TYPE = "latent_lm_blt_entropy"
+_NGRAM_FIELDS = {"n", "k", "max_contexts", "vocab_size"}
+
 def save_entropy_model(model: nn.Module, path) -> Path:
-    "Save an `EntropyModel` or `NgramEntropyModel` (kind, config, weights) to `path`."
+    "Save an `EntropyModel` or `NgramEntropyModel` to the folder `path` (config.json + model.safetensors); returns it."
     model = model.model if isinstance(model, EntropyLMModule) else model
+    check(getattr(model, "kind", None) in ("transformer", "ngram"), f"save_entropy_model takes an EntropyModel or NgramEntropyModel, "
+          f"got {type(model).__name__}.")
     cfg = asdict(model.config) if model.kind == "transformer" else dict(model.config)
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"kind": model.kind, "config": cfg, "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, tmp)
-    tmp.replace(path)
-    return path
+    return write_pretrained(path, ENTROPY_MODEL_TYPE, {"kind": model.kind, "config": cfg}, model.state_dict())
+
+def _build_saved(kind, cfg, path) -> nn.Module:
+    check(kind in ("transformer", "ngram"), f"{path}: unknown entropy model kind {kind!r}; the file is damaged.")
+    if kind == "transformer": return EntropyModel(config_from_dict(EntropyModelConfig, cfg, path, "entropy model"))
+    check(isinstance(cfg, dict) and set(cfg) == _NGRAM_FIELDS, f"{path}: the n-gram config must have exactly the fields "
+          f"{sorted(_NGRAM_FIELDS)}, got {sorted(cfg) if isinstance(cfg, dict) else cfg!r}; save the model again.")
+    return NgramEntropyModel(**cfg)
 
 def load_entropy_model(path, device=None) -> nn.Module:
-    "Load what `save_entropy_model` wrote, or an `EntropyLMModule` Lightning checkpoint (.ckpt); returned in eval mode."
+    "Load a `save_entropy_model` folder, an `EntropyLMModule` checkpoint (.ckpt) or a first-version .pt file; eval mode."
     path = Path(path)
-    obj = read_saved(path, "entropy model", "Train one with `EntropyLMModule` (latent-lm blt fit-entropy) or use 'ngram'.")
-    if "kind" in obj and "config" in obj and "state_dict" in obj:
-        kind, cfg, sd = obj["kind"], obj["config"], obj["state_dict"]
-    elif "hyper_parameters" in obj:
-        h = obj["hyper_parameters"]; kind = h.get("kind", "transformer")
-        cfg = ({k: h[k] for k in ("dim", "n_layers", "n_heads", "window", "rope_theta") if k in h} if kind == "transformer"
-               else {"n": h["ngram_n"], "k": h["ngram_k"], "max_contexts": h["ngram_max_contexts"]})
-        sd = {k[len("model."):]: v for k, v in obj["state_dict"].items() if k.startswith("model.")}
+    hint = "Train one with `EntropyLMModule` (latent-lm blt fit-entropy) or use 'ngram'."
+    if path.is_dir():
+        cfg, sd = read_pretrained(path, ENTROPY_MODEL_TYPE, "entropy model", hint)
+        kind, cfg = cfg.get("kind"), cfg.get("config")
     else:
-        raise LatentLMError(f"{path} is neither a saved entropy model nor an EntropyLMModule checkpoint.")
-    check(kind in ("transformer", "ngram") and isinstance(cfg, dict), f"{path}: unknown entropy model kind {kind!r} or config; the file is damaged.")
-    try: model = build_entropy_model(kind, **cfg)
-    except TypeError as e: raise LatentLMError(f"{path}: its config does not describe an entropy model ({e}); the file is damaged.") from None
+        obj = read_saved(path, "entropy model", hint)
+        if "kind" in obj and "config" in obj and "state_dict" in obj:        # the first version's .pt (plain data only)
+            import warnings
+            warnings.warn(f"{path} is an entropy model file of the first version (read with weights_only=True); save it again "
+                          "with save_entropy_model / save_pretrained (config.json + model.safetensors).", stacklevel=2)
+            kind, cfg, sd = obj["kind"], obj["config"], obj["state_dict"]
+            if kind == "transformer" and isinstance(cfg, dict):
+                cfg = {**asdict(EntropyModelConfig()), **cfg}              # it may predate fields added since
+        elif "hyper_parameters" in obj:
+            h = obj["hyper_parameters"]; kind = h.get("kind", "transformer")
+            cfg = ({**asdict(EntropyModelConfig()), **{k: h[k] for k in ("dim", "n_layers", "n_heads", "window", "rope_theta") if k in h},
+                    "ffn_hidden": None} if kind == "transformer"
+                   else {"n": h["ngram_n"], "k": h["ngram_k"], "max_contexts": h["ngram_max_contexts"], "vocab_size": VOCAB_SIZE})
+            sd = {k[len("model."):]: v for k, v in obj["state_dict"].items() if k.startswith("model.")}
+        else:
+            raise LatentLMError(f"{path} is neither a saved entropy model nor an EntropyLMModule checkpoint.")
+    model = _build_saved(kind, cfg, path)
     load_state(model, sd, path, "entropy model")
     return model.to(device or "cpu").eval()
+
+def _save_pretrained(self, path) -> Path:
+    "Save to the folder `path` (config.json + model.safetensors), as `save_entropy_model`."
+    return save_entropy_model(self, path)
+
+def _from_pretrained(cls, path, device=None):
+    "Load a folder written by `save_pretrained` (or any file `load_entropy_model` reads) as this class."
+    m = load_entropy_model(path, device)
+    check(isinstance(m, cls), f"{path} holds a {type(m).__name__}, not a {cls.__name__}; use load_entropy_model.")
+    return m
+
+for _c in (EntropyModel, NgramEntropyModel):
+    _c.save_pretrained, _c.from_pretrained = _save_pretrained, classmethod(_from_pretrained)

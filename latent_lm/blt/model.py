@@ -12,16 +12,19 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from ..core import LatentLMError, check
-from .tokenizer import BOE_ID, BOS_ID, EOS_ID, OFFSET, VOCAB_SIZE, document_ids, bits_per_byte, read_saved, load_state
+from .tokenizer import (BOE_ID, BOS_ID, EOS_ID, OFFSET, VOCAB_SIZE, document_ids, bits_per_byte,
+                                     read_saved, load_state, write_pretrained, read_pretrained, config_from_dict, is_pretrained_dir)
 from .blocks import RMSNorm, rope, SelfAttention, SwiGLU, Block, CrossAttention
 
 
 # %% auto #0
-__all__ = ['HASH_PRIMES', 'BLTConfig', 'hash_prime', 'ngram_windows', 'HashNgramEmbedding', 'patch_starts', 'decoder_patch_index',
-           'local_causal_mask', 'encoder_cross_mask', 'global_causal_mask', 'decoder_cross_mask', 'patch_documents',
-           'LocalEncoder', 'GlobalTransformer', 'LocalDecoder', 'BLT', 'max_future_leak', 'byte_loss_sums',
-           'next_byte_loss', 'model_bits_per_byte', 'attention_flops', 'qkvo_flops', 'ffn_flops', 'deembedding_flops',
-           'cross_attention_flops', 'transformer_flops', 'flops_per_byte', 'bpe_flops_per_byte', 'save_blt', 'load_blt']
+__all__ = ['HASH_PRIMES', 'BLT_MODEL_TYPE', 'BLTConfig', 'hash_prime', 'ngram_windows', 'HashNgramEmbedding', 'patch_starts',
+           'decoder_patch_index', 'local_causal_mask', 'encoder_cross_mask', 'global_causal_mask', 'decoder_cross_mask',
+           'patch_documents', 'LocalBlocks', 'PatchBytes', 'BytePatch', 'LocalEncoder', 'GlobalTransformer',
+           'LocalDecoder', 'BLT', 'max_future_leak', 'byte_loss_sums', 'next_byte_loss', 'model_bits_per_byte',
+           'attention_flops', 'qkvo_flops', 'ffn_flops', 'deembedding_flops', 'cross_attention_flops',
+           'transformer_flops', 'flops_per_byte', 'bpe_flops_per_byte', 'save_pretrained', 'load_pretrained',
+           'from_pretrained', 'load_blt']
 
 # %% ../../nbs/13_blt_model.ipynb #92dad888
 @dataclass
@@ -45,6 +48,11 @@ class BLTConfig:
     cross_attn_k: int = 2               # k: query vectors of size h_E per patch
     cross_attn_encoder: bool = True     # refine the max-pooled patch queries by cross-attention over the patch's bytes
     cross_attn_all_layers_decoder: bool = True  # cross-attention before every decoder layer (else only the first)
+    ffn_hidden_encoder: int | None = None  # SwiGLU hidden width of each part; None: ffn_mult·dim rounded up to a multiple of 8
+    ffn_hidden_global: int | None = None
+    ffn_hidden_decoder: int | None = None
+    hash_int64: bool = False            # official hash: Σ t_j·a^j in int64 with wrap-around, then mod buckets (Meta's code, transformers)
+    cross_attn_inner_residual: bool = False  # official cross-attention: adds its query input inside, and the caller adds it again
     ffn_mult: float = 8 / 3             # SwiGLU hidden = ffn_mult * dim, rounded up to a multiple of 8
     rope_theta: float = 500000.0
     norm_eps: float = 1e-5
@@ -64,16 +72,25 @@ class BLTConfig:
             check(d % h == 0 and (d // h) % 2 == 0, f"BLTConfig.{dim}={d} must be a multiple of 2*{heads} ({2 * h}) so that "
                   "every head has an even size (RoPE rotates pairs).")
         check(all(1 <= n <= 64 for n in self.ngram_sizes), f"ngram_sizes must lie in 1..64, got {self.ngram_sizes}.")
+        for part in ("encoder", "global", "decoder"):
+            v = getattr(self, f"ffn_hidden_{part}")
+            check(v is None or int(v) >= 1, f"BLTConfig.ffn_hidden_{part} must be >= 1 or None, got {v}.")
         check(self.vocab_size >= VOCAB_SIZE, f"vocab_size must be at least {VOCAB_SIZE} (256 bytes + 4 special ids).")
 
     def ffn_hidden(self, dim: int) -> int:
         "SwiGLU hidden width for a block of width `dim`."
         return 8 * math.ceil(self.ffn_mult * dim / 8 - 1e-9)
 
+    def hidden(self, part: str) -> int:
+        "SwiGLU hidden width of `part` ('encoder', 'global' or 'decoder'): its ffn_hidden_* if set, else `ffn_hidden(dim)`."
+        v = getattr(self, f"ffn_hidden_{part}")
+        return int(v) if v is not None else self.ffn_hidden(getattr(self, f"dim_{part}"))
+
     def to_dict(self) -> dict: return asdict(self)
 
 # %% ../../nbs/13_blt_model.ipynb #10d16a8f
-HASH_PRIMES = (1000000007, 5915587277, 1500450271, 3267000013, 5754853343)
+HASH_PRIMES = (1000000007, 5915587277, 1500450271, 3267000013, 5754853343,      # the official code's 11 primes, in its order
+               4093082899, 9576890767, 3628273133, 2860486313, 5463458053, 3367900313)
 
 def _is_prime(n: int) -> bool:
     if n < 2: return False
@@ -91,6 +108,10 @@ def hash_prime(f: int) -> int:
     while not _is_prime(n): n += 1
     return n
 
+def _int64(u: int) -> int:
+    "The signed int64 with the same 64 bits as the unsigned `u` (what an int64 product that wrapped around holds)."
+    return u - 2 ** 64 if u >= 2 ** 63 else u
+
 def ngram_windows(tokens: torch.Tensor, size: int, doc: torch.Tensor | None = None) -> torch.Tensor:
     "[B, T, size]: the `size` ids ending at each position, oldest first; ids before the sequence/document start are 0."
     B, T = tokens.shape
@@ -102,15 +123,15 @@ def ngram_windows(tokens: torch.Tensor, size: int, doc: torch.Tensor | None = No
 
 class HashNgramEmbedding(nn.Module):
     "Sum of hashed n-gram embeddings (one table per n-gram size and hash function), added to the byte embedding."
-    def __init__(self, dim: int, ngram_sizes=(3, 4, 5, 6, 7, 8), buckets: int = 4096, n_functions: int = 1):
+    def __init__(self, dim: int, ngram_sizes=(3, 4, 5, 6, 7, 8), buckets: int = 4096, n_functions: int = 1, int64: bool = False):
         super().__init__()
-        self.ngram_sizes, self.buckets, self.n_functions = tuple(ngram_sizes), int(buckets), int(n_functions)
+        self.ngram_sizes, self.buckets, self.n_functions, self.int64 = tuple(ngram_sizes), int(buckets), int(n_functions), bool(int64)
         self.window = max(self.ngram_sizes)
         specs = [(n, f) for n in self.ngram_sizes for f in range(self.n_functions)]
         coef = torch.zeros(len(specs), self.window, dtype=torch.long)
         for t, (n, f) in enumerate(specs):
             a = hash_prime(f)
-            for j in range(n): coef[t, self.window - n + j] = pow(a, j, self.buckets)
+            for j in range(n): coef[t, self.window - n + j] = _int64(pow(a, j, 2 ** 64)) if self.int64 else pow(a, j, self.buckets)
         self.register_buffer("coef", coef, persistent=False)                      # [n_tables, window]
         self.register_buffer("offsets", torch.arange(len(specs)) * self.buckets, persistent=False)
         self.table = nn.Embedding(len(specs) * self.buckets, dim)                 # all tables fused, offset per table
@@ -119,8 +140,8 @@ class HashNgramEmbedding(nn.Module):
     def n_tables(self) -> int: return self.coef.shape[0]
 
     def bucket_ids(self, windows: torch.Tensor) -> torch.Tensor:
-        "Hash buckets [..., n_tables] of windows [..., window] (oldest id first)."
-        return (windows[..., None, :] * self.coef).sum(-1) % self.buckets
+        "Hash buckets [..., n_tables] of windows [..., window] (oldest id first); int64 products and sums wrap around."
+        return torch.remainder((windows[..., None, :].long() * self.coef).sum(-1), self.buckets)
 
     def from_windows(self, windows: torch.Tensor) -> torch.Tensor:
         return self.table(self.bucket_ids(windows) + self.offsets).sum(-2)
@@ -183,6 +204,73 @@ def patch_documents(S: torch.Tensor, pid: torch.Tensor, doc: torch.Tensor, n_pat
     out.scatter_(1, idx, doc)
     return out[:, :n_patches]
 
+# %% ../../nbs/13_blt_model.ipynb #b13f0002
+class LocalBlocks:
+    """Structured mask for `blocks.Block`: causal, within `window` bytes, same document, computed block by block.
+    Queries in blocks of w = `window` bytes see the 2w keys ending with their block (unfold, no copy of K/V per
+    query), so the cost is 2·w·T scores instead of T²; the result equals attention with `local_causal_mask`."""
+    def __init__(self, doc: torch.Tensor, window: int):
+        B, T = doc.shape
+        w = self.w = int(window)
+        self.T, self.nb = T, -(-T // w)
+        Tp = self.nb * w
+        dq = F.pad(doc, (0, Tp - T), value=-1)                                    # padded queries: their own document -1
+        dk = F.pad(F.pad(doc, (w, 0), value=-2), (0, Tp - T), value=-1)          # keys before the start: never seen
+        qp = torch.arange(Tp, device=doc.device).view(self.nb, w)                 # [nb, w] query positions
+        kp = (torch.arange(self.nb, device=doc.device) * w)[:, None] - w + torch.arange(2 * w, device=doc.device)  # [nb, 2w]
+        rel = qp[:, :, None] - kp[:, None, :]                                     # [nb, w, 2w]
+        base = (rel >= 0) & (rel < w)
+        dkb = dk.unfold(1, 2 * w, w)                                              # [B, nb, 2w]
+        self.mask = (base[None] & (dq.view(B, self.nb, w)[..., None] == dkb[:, :, None, :])).reshape(B * self.nb, 1, w, 2 * w)
+
+    def attend(self, q, k, v):
+        B, H, T, d = q.shape
+        w, nb = self.w, self.nb
+        pad = nb * w - T
+        qb = F.pad(q, (0, 0, 0, pad)).view(B, H, nb, w, d).transpose(1, 2).reshape(B * nb, H, w, d)
+        def blocks(x):
+            x = F.pad(x, (0, 0, w, pad)).unfold(2, 2 * w, w)                      # [B, H, nb, d, 2w]
+            return x.permute(0, 2, 1, 4, 3).reshape(B * nb, H, 2 * w, d)
+        out = F.scaled_dot_product_attention(qb, blocks(k), blocks(v), attn_mask=self.mask)
+        return out.view(B, nb, H, w, d).transpose(1, 2).reshape(B, H, nb * w, d)[:, :, :T]
+
+class PatchBytes:
+    """Structured mask for the encoder's cross-attention: the k queries of patch p see only the bytes of patch p.
+    The bytes are gathered per patch (up to the longest patch in the batch), so the cost is P·k·max_len scores
+    instead of P·k·T; equal to attention with `encoder_cross_mask` (a patch without bytes gets a zero output)."""
+    def __init__(self, starts: torch.Tensor, lengths: torch.Tensor, k: int, seq_len: int):
+        self.k, self.L = k, max(1, int(lengths.max()))
+        j = torch.arange(self.L, device=starts.device)
+        self.idx = (starts[..., None] + j).clamp(max=seq_len - 1)                 # [B, P, L] byte positions
+        self.valid = j < lengths[..., None]                                       # [B, P, L]
+
+    def attend(self, q, kk, v):
+        B, H, PK, d = q.shape
+        P = PK // self.k
+        idx = self.idx.view(B, 1, P * self.L, 1).expand(B, H, P * self.L, d)
+        kg = kk.gather(2, idx).view(B, H, P, self.L, d)
+        vg = v.gather(2, idx).view(B, H, P, self.L, d)
+        qg = q.view(B, H, P, self.k, d)
+        m = self.valid[:, None, :, None, :]                                       # [B, 1, P, 1, L]
+        s = (qg @ kg.transpose(-1, -2)) * d ** -0.5                               # [B, H, P, k, L]
+        a = torch.softmax(s.masked_fill(~m, float("-inf")), -1).nan_to_num(0.0)
+        return (a @ vg).view(B, H, PK, d)
+
+class BytePatch:
+    """Structured mask for the decoder's cross-attention: byte i sees only the k vectors of patch `index[i]`
+    (gathered), if `ok[i]`; cost T·k instead of T·P·k scores; equal to attention with `decoder_cross_mask`."""
+    def __init__(self, index: torch.Tensor, ok: torch.Tensor, k: int):
+        self.index, self.ok, self.k = index.clamp(min=0), ok, k
+
+    def attend(self, q, kk, v):
+        B, H, T, d = q.shape
+        idx = self.index.view(B, 1, T, 1, 1).expand(B, H, T, self.k, d)
+        P = kk.shape[2] // self.k
+        kg = kk.view(B, H, P, self.k, d).gather(2, idx)                          # [B, H, T, k, d]
+        vg = v.view(B, H, P, self.k, d).gather(2, idx)
+        a = torch.softmax((kg @ q[..., None]).squeeze(-1) * d ** -0.5, -1)        # [B, H, T, k]
+        return (a[..., None, :] @ vg).squeeze(-2) * self.ok[:, None, :, None].to(q.dtype)
+
 # %% ../../nbs/13_blt_model.ipynb #554178a0
 def _max_pool(h: torch.Tensor, pid: torch.Tensor, n_patches: int) -> torch.Tensor:
     "Per-patch max over bytes: h [B, T, D], pid [B, T] -> [B, P, D]; empty patches give 0."
@@ -197,11 +285,11 @@ class LocalEncoder(nn.Module):
         super().__init__()
         self.c = c
         self.tok_emb = nn.Embedding(c.vocab_size, c.dim_encoder)
-        self.hash_emb = HashNgramEmbedding(c.dim_encoder, c.ngram_sizes, c.hash_buckets, c.hash_functions) if c.ngram_sizes else None
-        self.layers = nn.ModuleList(Block(c.dim_encoder, c.n_heads_local, c.ffn_hidden(c.dim_encoder), c.rope_theta, c.norm_eps)
+        self.hash_emb = HashNgramEmbedding(c.dim_encoder, c.ngram_sizes, c.hash_buckets, c.hash_functions, c.hash_int64) if c.ngram_sizes else None
+        self.layers = nn.ModuleList(Block(c.dim_encoder, c.n_heads_local, c.hidden("encoder"), c.rope_theta, c.norm_eps)
                                     for _ in range(c.n_layers_encoder))
         self.pool_proj = nn.Linear(c.dim_encoder, c.cross_attn_k * c.dim_encoder, bias=False)
-        self.cross = CrossAttention(c.dim_encoder, c.dim_encoder, c.n_heads_cross, c.norm_eps) if c.cross_attn_encoder else None
+        self.cross = CrossAttention(c.dim_encoder, c.dim_encoder, c.n_heads_cross, c.norm_eps, c.cross_attn_inner_residual) if c.cross_attn_encoder else None
         kd = c.cross_attn_k * c.dim_encoder
         self.to_global = nn.Linear(kd, c.dim_global, bias=False) if kd != c.dim_global else nn.Identity()
 
@@ -232,7 +320,7 @@ class GlobalTransformer(nn.Module):
     "Causal transformer over patch vectors (no embedding, no head)."
     def __init__(self, c: BLTConfig):
         super().__init__()
-        self.layers = nn.ModuleList(Block(c.dim_global, c.n_heads_global, c.ffn_hidden(c.dim_global), c.rope_theta, c.norm_eps)
+        self.layers = nn.ModuleList(Block(c.dim_global, c.n_heads_global, c.hidden("global"), c.rope_theta, c.norm_eps)
                                     for _ in range(c.n_layers_global))
     def forward(self, x, pos, mask, caches=None):
         for i, blk in enumerate(self.layers): x = blk(x, pos, mask, None if caches is None else caches[i])
@@ -246,8 +334,8 @@ class LocalDecoder(nn.Module):
         self.in_proj = nn.Linear(c.dim_encoder, c.dim_decoder, bias=False) if c.dim_encoder != c.dim_decoder else nn.Identity()
         self.patch_proj = nn.Linear(c.dim_global, c.cross_attn_k * c.dim_decoder, bias=False)
         n_cross = c.n_layers_decoder if c.cross_attn_all_layers_decoder else 1
-        self.cross = nn.ModuleList(CrossAttention(c.dim_decoder, c.dim_decoder, c.n_heads_cross, c.norm_eps) for _ in range(n_cross))
-        self.layers = nn.ModuleList(Block(c.dim_decoder, c.n_heads_local, c.ffn_hidden(c.dim_decoder), c.rope_theta, c.norm_eps)
+        self.cross = nn.ModuleList(CrossAttention(c.dim_decoder, c.dim_decoder, c.n_heads_cross, c.norm_eps, c.cross_attn_inner_residual) for _ in range(n_cross))
+        self.layers = nn.ModuleList(Block(c.dim_decoder, c.n_heads_local, c.hidden("decoder"), c.rope_theta, c.norm_eps)
                                     for _ in range(c.n_layers_decoder))
         self.norm = RMSNorm(c.dim_decoder, c.norm_eps)
         self.head = nn.Linear(c.dim_decoder, c.vocab_size, bias=False)
@@ -266,6 +354,7 @@ class LocalDecoder(nn.Module):
 # %% ../../nbs/13_blt_model.ipynb #01d4ed8b
 class BLT(nn.Module):
     "Byte Latent Transformer: `forward(tokens [B,T], patch_lengths [B,P]) -> logits [B,T,vocab]`."
+    dense_masks = False      # True: attend through the dense boolean masks (the reference the fast structured masks are tested against)
     def __init__(self, config: BLTConfig | None = None, **kwargs):
         super().__init__()
         self.config = c = config if config is not None else BLTConfig(**kwargs)
@@ -312,13 +401,21 @@ class BLT(nn.Module):
         P = int(S[:, :T].sum(1).max())                                       # patches that contain a seen byte
         doc = document_ids(tokens) if doc_ids is None else doc_ids.to(dev)
         pos = torch.arange(T, device=dev)[None]
-        enc_mask = local_causal_mask(doc, c.window_encoder)
+        dense, k = self.dense_masks, c.cross_attn_k
+        local = lambda w: local_causal_mask(doc, w) if dense or T <= 2 * w else LocalBlocks(doc, w)
+        enc_mask = local(c.window_encoder)
         h = self.encoder(tokens, doc, pos, enc_mask)
-        patches = self.encoder.pool(h, pid[:, :T], P, encoder_cross_mask(pid[:, :T], P, c.cross_attn_k))
+        if dense: enc_cross = encoder_cross_mask(pid[:, :T], P, k)
+        else:
+            n = torch.zeros(B, P, dtype=torch.long, device=dev).scatter_add_(1, pid[:, :T], torch.ones_like(pid[:, :T]))
+            enc_cross = PatchBytes(n.cumsum(1) - n, n, k, T)                     # patch p: bytes [start, start + n)
+        patches = self.encoder.pool(h, pid[:, :T], P, enc_cross)
         pdoc = patch_documents(S, pid, doc, P)
         o = self.global_model(patches, torch.arange(P, device=dev)[None], global_causal_mask(pdoc))
-        dec_mask = enc_mask if c.window_decoder == c.window_encoder else local_causal_mask(doc, c.window_decoder)
-        cross = decoder_cross_mask(decoder_patch_index(pid), doc, pdoc, c.cross_attn_k)
+        dec_mask = enc_mask if c.window_decoder == c.window_encoder else local(c.window_decoder)
+        dec_pid = decoder_patch_index(pid)
+        if dense: cross = decoder_cross_mask(dec_pid, doc, pdoc, k)
+        else: cross = BytePatch(dec_pid, (dec_pid >= 0) & (torch.gather(pdoc, 1, dec_pid.clamp(min=0)) == doc), k)
         return self.decoder(h, o, pos, dec_mask, cross)
 
 # %% ../../nbs/13_blt_model.ipynb #9cd10615
@@ -373,13 +470,13 @@ def flops_per_byte(config: BLTConfig, patch_size: float, n_ctx: int | None = Non
     c, n_p = config, float(patch_size)
     check(n_p >= 1, f"patch_size is an average number of bytes per patch and must be >= 1, got {patch_size}.")
     n_ctx = c.max_seq_len if n_ctx is None else n_ctx
-    dff = lambda h: 1.5 * c.ffn_hidden(h) / h
+    dff = lambda part: 1.5 * c.hidden(part) / getattr(c, f"dim_{part}")
     k = c.cross_attn_k
     n_cross_dec = c.n_layers_decoder if c.cross_attn_all_layers_decoder else 1
     out = {
-        "global": transformer_flops(c.dim_global, c.n_layers_global, n_ctx / n_p, 0, dff(c.dim_global)) / n_p,
-        "encoder": transformer_flops(c.dim_encoder, c.n_layers_encoder, min(c.window_encoder, n_ctx), 0, dff(c.dim_encoder)),
-        "decoder": transformer_flops(c.dim_decoder, c.n_layers_decoder, min(c.window_decoder, n_ctx), c.vocab_size, dff(c.dim_decoder)),
+        "global": transformer_flops(c.dim_global, c.n_layers_global, n_ctx / n_p, 0, dff("global")) / n_p,
+        "encoder": transformer_flops(c.dim_encoder, c.n_layers_encoder, min(c.window_encoder, n_ctx), 0, dff("encoder")),
+        "decoder": transformer_flops(c.dim_decoder, c.n_layers_decoder, min(c.window_decoder, n_ctx), c.vocab_size, dff("decoder")),
         "encoder_cross": cross_attention_flops(1, c.dim_encoder, n_p, n_p / k) * k / n_p if c.cross_attn_encoder else 0.0,
         "decoder_cross": cross_attention_flops(n_cross_dec, c.dim_decoder, k, k / n_p),
     }
@@ -399,25 +496,57 @@ def bpe_flops_per_byte(d_model: int, n_layers: int, n_ctx: int, vocab_size: int,
     return (3.0 if train else 1.0) * transformer_flops(d_model, n_layers, n_ctx, vocab_size, d_ff) / bytes_per_token
 
 # %% ../../nbs/13_blt_model.ipynb #ec2088f2
-def save_blt(model: BLT, path) -> "Path":
-    "Save `model` (config + weights) to `path` atomically."
+BLT_MODEL_TYPE = "latent_lm_blt"
+
+def save_pretrained(self: BLT, path, patcher=None, entropy_model: nn.Module | None = None) -> "Path":
+    "Write the model to the folder `path` (config.json, model.safetensors), with the patcher's settings and entropy model if given."
     from pathlib import Path
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"kind": "blt", "config": model.config.to_dict(),
-                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, tmp)
-    tmp.replace(path)
-    return path
+    from latent_lm.blt.entropy import save_entropy_model
+    check(patcher is None or hasattr(patcher, "to_dict"), f"patcher must be a blt.patching.Patcher, got {type(patcher).__name__}.")
+    cfg = {"blt": self.config.to_dict(), "patcher": None if patcher is None else patcher.to_dict(),
+           "entropy_model": None if entropy_model is None else "entropy_model"}
+    out = write_pretrained(path, BLT_MODEL_TYPE, cfg, self.state_dict())
+    if entropy_model is not None: save_entropy_model(entropy_model, Path(out) / "entropy_model")
+    return out
+
+def load_pretrained(path, device=None) -> dict:
+    "Read a `save_pretrained` folder: {'model': BLT (eval), 'entropy_model': module or None, 'patcher': Patcher or None}."
+    from pathlib import Path
+    from latent_lm.blt.entropy import load_entropy_model
+    from latent_lm.blt.patching import Patcher
+    cfg, sd = read_pretrained(path, BLT_MODEL_TYPE, "BLT", "Save one with BLT.save_pretrained or train one (latent-lm blt fit).")
+    model = load_state(BLT(config_from_dict(BLTConfig, cfg.get("blt"), path, "BLT")), sd, path, "BLT").to(device or "cpu").eval()
+    pat = cfg.get("patcher")
+    if pat is not None:
+        check(isinstance(pat, dict), f"{path}: the patcher settings in config.json are not an object; fix or save again.")
+        try: pat = Patcher(**pat)
+        except LatentLMError as e: raise LatentLMError(f"{path}: bad patcher settings in config.json: {e}") from None
+        except TypeError as e: raise LatentLMError(f"{path}: bad patcher settings in config.json ({e}); save the model again.") from None
+    em = cfg.get("entropy_model")
+    if em is not None:
+        check(isinstance(em, str) and (Path(path) / em).is_dir(), f"{path}: config.json names the entropy model folder {em!r}, "
+              "which is missing; copy the whole folder or save the model again.")
+        em = load_entropy_model(Path(path) / em, device)
+    return {"model": model, "entropy_model": em, "patcher": pat}
+
+def from_pretrained(cls, path, device=None) -> BLT:
+    "The BLT saved in the folder `path` (eval mode); `load_pretrained` also gives its patcher and entropy model."
+    return load_pretrained(path, device)["model"]
+
+BLT.save_pretrained, BLT.from_pretrained = save_pretrained, classmethod(from_pretrained)
 
 def load_blt(path, device=None) -> BLT:
-    "Load a `save_blt` file, a bundle folder (its blt.pt), or a Lightning checkpoint of a module holding `.model`; eval mode."
+    "A BLT from a `save_pretrained` folder (or a run folder holding blt_bundle/), a first-version .pt file, or a Lightning checkpoint; eval mode."
     from pathlib import Path
     path = Path(path)
     if path.is_dir():
+        for d in (path, path / "blt_bundle"):
+            if is_pretrained_dir(d): return BLT.from_pretrained(d, device)
         cands = [path / "blt.pt", path / "blt_bundle" / "blt.pt"]
-        check(any(c.exists() for c in cands), f"{path} is a folder without blt.pt: give the bundle folder `latent-lm blt fit` wrote.")
+        check(any(c.exists() for c in cands), f"{path} is a folder without config.json: give the folder BLT.save_pretrained "
+              "or `latent-lm blt fit` wrote.")
         path = next(c for c in cands if c.exists())
-    obj = read_saved(path, "BLT model", "Train one (latent-lm blt fit) or save one with save_blt.")
+    obj = read_saved(path, "BLT model", "Train one (latent-lm blt fit) or save one with BLT.save_pretrained.")
     fields = set(BLTConfig.__dataclass_fields__)
     if isinstance(obj, dict) and "hyper_parameters" in obj and "state_dict" in obj:
         h = obj["hyper_parameters"]
@@ -425,7 +554,11 @@ def load_blt(path, device=None) -> BLT:
         cfg = {k: v for k, v in h.items() if k in fields}
         sd = {k[len("model."):]: v for k, v in obj["state_dict"].items() if k.startswith("model.")}
         check(sd, f"{path} is a Lightning checkpoint without `model.*` weights; was it written by the BLT training module?")
-    elif isinstance(obj, dict) and "config" in obj and "state_dict" in obj: cfg, sd = obj["config"], obj["state_dict"]
+    elif isinstance(obj, dict) and "config" in obj and "state_dict" in obj:
+        import warnings
+        warnings.warn(f"{path} is a BLT file of the first version (torch.save, read with weights_only=True); save it again with "
+                      "BLT.save_pretrained (config.json + model.safetensors), the format latent_lm now writes.", stacklevel=2)
+        cfg, sd = obj["config"], obj["state_dict"]
     else: raise LatentLMError(f"{path} is neither a saved BLT (config + state_dict) nor a Lightning checkpoint of a BLT module.")
     check(isinstance(cfg, dict) and isinstance(sd, dict), f"{path}: its config or weights are not plain data; the file is damaged.")
     model = load_state(BLT(BLTConfig(**{k: v for k, v in cfg.items() if k in fields})), sd, path, "BLT")

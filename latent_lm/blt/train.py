@@ -15,12 +15,12 @@ import torch.nn as nn
 import lightning as L
 from ..core import LatentLMError, check, check_number, set_seed, stable_hash, progress, atomic_write_json
 from ..train import adamw
-from .tokenizer import BOS_ID, EOS_ID, OFFSET, VOCAB_SIZE, ByteTokenizer, bits_per_byte, read_saved, load_state
+from .tokenizer import BOS_ID, EOS_ID, OFFSET, VOCAB_SIZE, ByteTokenizer, bits_per_byte, read_saved, load_state, is_pretrained_dir
 from .entropy import (EntropyModel, EntropyModelConfig, NgramEntropyModel, EntropyLMModule, entropies, stream_entropies,
                                    save_entropy_model, load_entropy_model, lm_loss_sum)
 from .patching import (Patcher, MODES, ENTROPY_MODES, check_mode, mode_settings, needs_calibration, calibrate_patcher,
                                     mask_to_lengths, patch_strings)
-from .model import BLT, BLTConfig, byte_loss_sums
+from .model import BLT, BLTConfig, byte_loss_sums, load_pretrained
 
 # %% auto #0
 __all__ = ['stdlib_documents', 'pydoc_documents', 'default_corpus', 'load_documents', 'chunk_documents', 'split_documents',
@@ -225,7 +225,8 @@ def make_entropy_model(spec: str | None, stream: torch.Tensor | None = None, con
         check(stream is not None, "a transformer entropy model is trained on the training stream: pass it.")
         return train_entropy_transformer(stream, EntropyModelConfig(**(config or {})), steps=steps, seed=seed, **train_kw)
     p = Path(spec)
-    if p.is_dir() and (p / "entropy_model.pt").exists(): p = p / "entropy_model.pt"
+    if p.is_dir() and (p / "entropy_model").is_dir(): p = p / "entropy_model"            # a BLT folder: its entropy model
+    elif p.is_dir() and (p / "entropy_model.pt").exists(): p = p / "entropy_model.pt"
     check(p.exists(), f"entropy_model={spec!r} is not 'ngram', 'ngram:N', 'transformer' or an existing file (a saved entropy model or "
           "an EntropyLMModule checkpoint).")
     return load_entropy_model(p)
@@ -326,7 +327,7 @@ class BLTDataModule(L.LightningDataModule):
         e_tr = e_va = None
         if em is not None:
             e_tr, e_va = stream_entropies(em, s_tr, desc="entropies (train)"), stream_entropies(em, s_va, desc="entropies (held-out)")
-            save_entropy_model(em, out / "entropy_model.pt")
+            save_entropy_model(em, out / "entropy_model")
         patcher = self._calibrate(s_tr, e_tr)
         torch.save({"train": s_tr, "val": s_va, "train_entropies": e_tr, "val_entropies": e_va}, out / "data.pt")   # float32: the threshold was calibrated on exactly these
         meta = {"train_docs": len(train), "heldout_docs": len(held), "train_bytes": len(s_tr), "heldout_bytes": len(s_va),
@@ -368,7 +369,8 @@ class BLTDataModule(L.LightningDataModule):
         self.meta = json.loads((out / "meta.json").read_text())
         d = torch.load(out / "data.pt", weights_only=True)
         self.patcher = Patcher(**self.meta["patcher"])
-        self.entropy_model = load_entropy_model(out / "entropy_model.pt") if (out / "entropy_model.pt").exists() else None
+        em_dir = out / "entropy_model" if (out / "entropy_model").is_dir() else out / "entropy_model.pt"     # .pt: a first-version cache
+        self.entropy_model = load_entropy_model(em_dir) if em_dir.exists() else None
         self.train_ds = self._dataset(d["train"], d["train_entropies"], 0)
         self.val_ds = self._dataset(d["val"], d["val_entropies"], 10 ** 9)
         self.stats = {**{k: v for k, v in self.meta.items() if k != "patcher"},
@@ -398,31 +400,34 @@ class BLTDataModule(L.LightningDataModule):
 
 # %% ../../nbs/15_blt_train.ipynb #42e36d6a
 def save_blt_bundle(out_dir, model: BLT, entropy_model: nn.Module | None = None, patcher: Patcher | None = None, meta: dict | None = None) -> Path:
-    "Write a BLT, its entropy model and its patcher to `out_dir` (blt.pt, entropy_model.pt, patcher.json, meta.json)."
-    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "blt.pt.tmp"
-    torch.save({"config": asdict(model.config), "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, tmp)
-    tmp.replace(out / "blt.pt")
-    if entropy_model is not None: save_entropy_model(entropy_model, out / "entropy_model.pt")
-    if patcher is not None: atomic_write_json(out / "patcher.json", patcher.to_dict())
+    "Write a BLT with its entropy model and patcher (`BLT.save_pretrained`: config.json, model.safetensors, entropy_model/) and meta.json."
+    out = Path(model.save_pretrained(out_dir, patcher=patcher, entropy_model=entropy_model))
     atomic_write_json(out / "meta.json", meta or {})
     return out
 
-def load_blt_bundle(path, device=None) -> dict:
-    "Read a bundle: {'model': BLT (eval), 'entropy_model': module or None, 'patcher': Patcher or None, 'meta': dict}."
-    p = Path(path)
-    if p.is_dir() and not (p / "blt.pt").exists() and (p / "blt_bundle" / "blt.pt").exists(): p = p / "blt_bundle"
-    check((p / "blt.pt").exists(), f"{p} is not a BLT bundle (no blt.pt): give the folder `fit` wrote (…/blt_bundle).")
+def _load_first_version_bundle(p: Path, device=None) -> dict:
+    "A bundle of the first version (blt.pt, entropy_model.pt, patcher.json), read with weights_only=True."
     obj = read_saved(p / "blt.pt", "BLT bundle model", "Write the bundle again (latent-lm blt fit).")
     check(isinstance(obj.get("config"), dict) and isinstance(obj.get("state_dict"), dict), f"{p / 'blt.pt'} has no config and weights; write the bundle again.")
     model = load_state(BLT(BLTConfig(**obj["config"])), obj["state_dict"], p / "blt.pt", "BLT")
     em = load_entropy_model(p / "entropy_model.pt", device) if (p / "entropy_model.pt").exists() else None
-    try:
-        pat = Patcher(**json.loads((p / "patcher.json").read_text())) if (p / "patcher.json").exists() else None
-        meta = json.loads((p / "meta.json").read_text()) if (p / "meta.json").exists() else {}
+    try: pat = Patcher(**json.loads((p / "patcher.json").read_text())) if (p / "patcher.json").exists() else None
     except (ValueError, TypeError) as e:     # JSON errors and bad patcher settings
-        raise LatentLMError(f"{p}: patcher.json or meta.json is damaged ({str(e)[:160]}); write the bundle again.") from None
-    return {"model": model.to(device or "cpu").eval(), "entropy_model": em, "patcher": pat, "meta": meta}
+        raise LatentLMError(f"{p}: patcher.json is damaged ({str(e)[:160]}); write the bundle again.") from None
+    return {"model": model.to(device or "cpu").eval(), "entropy_model": em, "patcher": pat}
+
+def load_blt_bundle(path, device=None) -> dict:
+    "Read a bundle (or the run folder holding blt_bundle/): {'model': BLT (eval), 'entropy_model': module or None, 'patcher': Patcher or None, 'meta': dict}."
+    p = Path(path)
+    if not is_pretrained_dir(p) and not (p / "blt.pt").exists() and (p / "blt_bundle").is_dir(): p = p / "blt_bundle"
+    if is_pretrained_dir(p): out = load_pretrained(p, device)
+    else:
+        check((p / "blt.pt").exists(), f"{p} is not a BLT bundle (no config.json): give the folder `fit` wrote (…/blt_bundle) "
+              "or one BLT.save_pretrained wrote.")
+        out = _load_first_version_bundle(p, device)
+    try: meta = json.loads((p / "meta.json").read_text()) if (p / "meta.json").exists() else {}
+    except ValueError as e: raise LatentLMError(f"{p}: meta.json is damaged ({str(e)[:160]}); write the bundle again.") from None
+    return {**out, "meta": meta}
 
 class BLTModule(L.LightningModule):
     "Lightning training of a `BLT` on `BLTDataModule` batches; logs loss, bits per byte and bytes per patch; writes a bundle at the end."
@@ -479,8 +484,8 @@ class BLTModule(L.LightningModule):
 def default_ngram(n: int = 3, max_bytes: int = 2_000_000) -> NgramEntropyModel:
     "A byte n-gram counted on the training split of the default corpus, cached under $LATENT_LM_CACHE/blt."
     root = Path(os.environ.get("LATENT_LM_CACHE", Path.home() / ".cache" / "latent_lm")) / "blt"
-    path = root / f"ngram{n}_default_{stable_hash(sys.version_info[:2], n, max_bytes)}.pt"
-    if path.exists(): return load_entropy_model(path)
+    path = root / f"ngram{n}_default_{stable_hash(sys.version_info[:2], n, max_bytes)}"
+    if is_pretrained_dir(path): return load_entropy_model(path)
     train, _ = split_documents(default_corpus())
     m = make_entropy_model(f"ngram:{n}", encode_documents(take_bytes(train, max_bytes)))
     save_entropy_model(m, path)
