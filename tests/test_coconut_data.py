@@ -121,3 +121,20 @@ def test_answer_check():
     assert answer_correct("a\nb ### Tom is a lempus. ", "Tom is a lempus.") and not answer_correct("### Tom is a yumpus.", "Tom is a lempus.")
     assert answer_correct("### 1,000", "1000") and answer_correct("#1000", "1,000")
     assert not answer_correct("### n3", "n31")
+
+
+def test_pointer_chase_control_by_brute_force():
+    from latent_lm.coconut.data import make_pointer_chase, steps_to_path, load_coconut_json
+    recs = load_coconut_json(make_pointer_chase(200, seed=4, n_nodes=12, hops=3))
+    for r in recs:
+        nxt = dict((u, v) for u, v in r["edges"]); n = len(r["idx_to_symbol"])
+        assert sorted(nxt) == list(range(n))                                    # one successor per node
+        walk = [r["root"]]
+        for _ in range(3): walk.append(nxt[walk[-1]])
+        assert walk == steps_to_path(r) and walk[-1] == r["target"] and len(set(walk)) == 4
+        assert r["neg_target"] not in walk
+        assert any(v != r["root"] and nxt[nxt[nxt[v]]] == r["neg_target"] for v in range(n))   # the negative ends another 3-step chain
+        q = r["question"].split()
+        assert q[-1] == r["idx_to_symbol"][r["root"]] and {q[-4], q[-3]} == {r["idx_to_symbol"][r["target"]], r["idx_to_symbol"][r["neg_target"]]}
+    first = sum(r["question"].split("[Q] ")[1].split()[0] == r["answer"] for r in recs) / len(recs)
+    assert 0.35 < first < 0.65                                                  # the answer's position gives nothing away

@@ -37,7 +37,7 @@ def test_variant_configs_run_through_lightning_cli(variant, tmp_path):
     assert all(r["tokens_per_answer"] == r["n_tokens"] + (thoughts_at_final if variant in ("coconut", "no_curriculum") else 0) for r in res)
 
 
-BASES = ("tiny.yaml", "paper.yaml", "paper_gsm.yaml")
+BASES = ("tiny.yaml", "paper.yaml", "paper_gsm.yaml", "control.yaml")
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
@@ -54,6 +54,9 @@ def test_every_config_loads_with_the_lightning_cli_parser(name):
         assert cfg["trainer"]["devices"] == 4 and cfg["trainer"]["strategy"] == "ddp"
     if name == "tiny.yaml":
         assert cfg["data"]["task_kwargs"] == {"n_nodes": 10, "min_hops": 2, "max_hops": 3} and cfg["trainer"]["max_epochs"] == 16
+    if name == "control.yaml":                                       # the positive control: 3-hop pointer chasing, one layer
+        assert cfg["data"]["data"] == "pointer_chase" and cfg["data"]["task_kwargs"] == {"n_nodes": 12, "hops": 2}
+        assert (m["n_layers"], m["max_latent_stage"], m["use_markers"]) == (1, 2, False)
 
 
 def test_config_errors_name_the_problem(tmp_path):

@@ -12,7 +12,7 @@ from typing import Iterable
 import numpy as np
 import torch
 from ..core import LatentLMError, check, check_nonempty, atomic_write_json, progress
-from .data import bfs_dist, frontier, node_heights, reachable, steps_to_path, draw_graph
+from .data import bfs_dist, frontier, node_heights, reachable, steps_to_path, draw_graph, graph_layout
 from .train import summarize_answers
 
 # %% auto #0
@@ -126,7 +126,7 @@ def plot_value_height(rows: list[dict], ax=None, title: str | None = None):
     "Values of correct and incorrect frontier nodes, grouped by height."
     import matplotlib.pyplot as plt
     if ax is None: _, ax = plt.subplots(figsize=(5, 3))
-    hs = sorted({r["height"] for r in rows})
+    hs = sorted({r["height"] for r in rows if r["height"] is not None})      # None: no finite height (a cycle, e.g. pointer chasing)
     rng = np.random.default_rng(0)
     for c, (flag, lab) in enumerate(((True, "correct (reaches target)"), (False, "incorrect"))):
         for j, h in enumerate(hs):
@@ -180,7 +180,11 @@ def plot_latent_search(record: dict, values_by_k: dict[int, dict], axes=None, vm
     for ax, k in zip(axes, ks):
         vals = values_by_k[k]; tot = sum(vals.values())
         draw_graph(record, ax=ax, node_values=vals, vmax=vmax, cmap=cmap, search_tree=True, colorbar=ax is axes[-1], fontsize=6,
+                   colorbar_label="value = p(node is the next step)",
                    title=f"after {k} thought{'s' if k != 1 else ''}: depth {frontier_depth(record, k)} (frontier mass {tot:.2f})")
+        ax.axis("on"); ax.set_xticks(sorted({round(x) for x, _ in graph_layout(record["edges"], len(record["idx_to_symbol"]), record["root"]).values()}))
+        ax.set_yticks([]); ax.set_xlabel("hops from the root (BFS depth)", fontsize=7); ax.tick_params(labelsize=6)
+        for sp in ("top", "right", "left"): ax.spines[sp].set_visible(False)
     return axes
 
 # %% ../../nbs/23_coconut_analysis.ipynb #d49cb560

@@ -1,4 +1,4 @@
-"""The question/steps/answer format Coconut trains on, generators for ProsQA, ProntoQA-style and multi-step arithmetic problems (from the shared tasks layer), a symbolic one-token-per-concept ProsQA for tiny models, and the paper's answer check.
+"""The question/steps/answer format Coconut trains on, generators for ProsQA, ProntoQA-style and multi-step arithmetic problems (from the shared tasks layer), a symbolic one-token-per-concept ProsQA for tiny models, a pointer-chasing positive control, and the paper's answer check.
 
 Docs: https://latent-lm.github.io/latent_lm/coconut_data.html.md"""
 
@@ -21,8 +21,8 @@ __all__ = ['START_LATENT', 'LATENT', 'END_LATENT', 'PAUSE', 'COCONUT_TOKENS', 'E
            'children_of', 'bfs_dist', 'count_shortest_paths', 'sample_shortest_path', 'frontier', 'node_heights',
            'reachable', 'prosqa_graph', 'render_prosqa', 'make_prosqa', 'prosqa_stats', 'plot_prosqa_stats',
            'graph_layout', 'draw_graph', 'steps_to_path', 'render_symbolic', 'make_symbolic_prosqa', 'relabel_symbolic',
-           'symbolic_vocab', 'make_prontoqa', 'make_arithmetic', 'record_words', 'word_tokenizer', 'symbolic_tokenizer',
-           'check_vocab', 'extract_answer', 'answer_correct']
+           'symbolic_vocab', 'pointer_chase_graph', 'make_pointer_chase', 'make_prontoqa', 'make_arithmetic',
+           'record_words', 'word_tokenizer', 'symbolic_tokenizer', 'check_vocab', 'extract_answer', 'answer_correct']
 
 # %% ../../nbs/20_coconut_data.ipynb #c7c71187
 START_LATENT, LATENT, END_LATENT = "<|start-latent|>", "<|latent|>", "<|end-latent|>"
@@ -134,15 +134,30 @@ def frontier(edges, root: int, k: int, n: int | None = None) -> list[int]:
     "Nodes whose shortest distance from `root` is exactly `k`."
     return [i for i, x in enumerate(bfs_dist(edges, root, n)) if x == k]
 
-def node_heights(edges, n: int | None = None, kind: str = "shortest") -> list[int]:
-    "Distance from each node to a leaf: the nearest leaf (`kind='shortest'`) or the farthest (`'longest'`)."
+def node_heights(edges, n: int | None = None, kind: str = "shortest") -> list[int | None]:
+    "Distance from each node to a leaf: the nearest leaf (`kind='shortest'`) or the farthest (`'longest'`); None where it is not finite (no leaf reachable, or a cycle on the way)."
     check(kind in ("shortest", "longest"), f"kind must be 'shortest' or 'longest', got {kind!r}.")
-    ch = children_of(edges, n); h = [None] * len(ch)
-    def go(u):
-        if h[u] is None:
-            h[u] = 0 if not ch[u] else 1 + (min if kind == "shortest" else max)(go(v) for v in ch[u])
-        return h[u]
-    for u in range(len(ch)): go(u)
+    ch = children_of(edges, n); N = len(ch)
+    par = [[] for _ in range(N)]
+    for u, v in edges: par[v].append(u)
+    h: list[int | None] = [None] * N
+    if kind == "shortest":                        # BFS from every leaf over reversed edges
+        q = deque(u for u in range(N) if not ch[u])
+        for u in q: h[u] = 0
+        while q:
+            v = q.popleft()
+            for u in par[v]:
+                if h[u] is None: h[u] = h[v] + 1; q.append(u)
+        return h
+    done = [False] * N                            # longest: children first (Kahn on reversed edges); nodes on or above a cycle stay None
+    left = [len(ch[u]) for u in range(N)]
+    q = deque(u for u in range(N) if left[u] == 0)
+    while q:
+        v = q.popleft(); done[v] = True
+        h[v] = 0 if not ch[v] else 1 + max(h[w] for w in ch[v])
+        for u in par[v]:
+            left[u] -= 1
+            if left[u] == 0: q.append(u)
     return h
 
 def reachable(edges, src: int, n: int | None = None) -> set[int]:
@@ -296,8 +311,9 @@ def graph_layout(edges, n: int, root: int | None = None) -> dict[int, tuple[floa
     return {v: (float(layer[v]), float(row[v])) for v in row}
 
 def draw_graph(rec: dict, ax=None, node_values: dict | None = None, cmap: str = "viridis", path: list[int] | None = None,
-               vmax: float | None = None, title: str | None = None, fontsize: int = 7, search_tree: bool = False, colorbar: bool = True):
-    "Draw a ProsQA record's DAG: entity, target, negative, the reasoning path, optional node colours; `search_tree` keeps only what the root reaches, by BFS depth."
+               vmax: float | None = None, title: str | None = None, fontsize: int = 7, search_tree: bool = False, colorbar: bool = True,
+               colorbar_label: str = "node value"):
+    "Draw a ProsQA record's DAG: entity, target, negative, the reasoning path, optional node colours (with a labelled colour bar); `search_tree` keeps only what the root reaches, by BFS depth."
     import matplotlib.pyplot as plt
     from matplotlib import colormaps
     names, edges, n = rec["idx_to_symbol"], rec["edges"], len(rec["idx_to_symbol"])
@@ -321,8 +337,11 @@ def draw_graph(rec: dict, ax=None, node_values: dict | None = None, cmap: str = 
         lum = np.dot(fc[:3], [.3, .6, .1]) if not isinstance(fc, str) else 1
         ax.text(x, y, names[v], ha="center", va="center", fontsize=fontsize, zorder=4, color="w" if lum < 0.45 else "k")
         if node_values and v in node_values: ax.text(x, y - 0.32, f"{node_values[v]:.2f}", ha="center", va="top", fontsize=fontsize - 1)
+    xs, ys = [x for x, _ in pos.values()], [y for _, y in pos.values()]
+    ax.set_xlim(min(xs) - 0.45, max(xs) + 0.45); ax.set_ylim(min(ys) - 0.75, max(ys) + 0.5)   # room for the value labels below
     if node_values and colorbar:
-        sm = plt.cm.ScalarMappable(cmap=cm, norm=plt.Normalize(0, vmax)); plt.colorbar(sm, ax=ax, fraction=0.03, pad=0.01)
+        sm = plt.cm.ScalarMappable(cmap=cm, norm=plt.Normalize(0, vmax))
+        plt.colorbar(sm, ax=ax, fraction=0.03, pad=0.01).set_label(colorbar_label, fontsize=fontsize + 1)
     ax.set_title(title or f"root {names[rec['root']]} (blue), target {names[rec['target']]} (green), negative "
                  f"{names[rec['neg_target']]} (red); reasoning path in red", fontsize=9)
     ax.axis("off"); return ax
@@ -377,6 +396,33 @@ def symbolic_vocab(n_symbols: int, edge_tokens: bool = True) -> list[str]:
     "Every word a symbolic ProsQA record over `n_symbols` node ids can contain."
     words = ["[Q]", "[R]"] + [_node_tok(i) for i in range(n_symbols)]
     return words + ([_edge_tok(a, b) for a in range(n_symbols) for b in range(n_symbols) if a != b] if edge_tokens else ["|"])
+
+# %% ../../nbs/20_coconut_data.ipynb #b457002a
+def pointer_chase_graph(rng, n_nodes: int = 12, hops: int = 3) -> dict | None:
+    "A random functional graph (one successor per node) with a `hops`-step walk from `root` to `target` and a hard negative; None if rejected."
+    check(n_nodes >= hops + 3, f"n_nodes must be at least hops + 3 = {hops + 3}, got {n_nodes}.")
+    succ = [int(x) for x in rng.integers(0, n_nodes - 1, size=n_nodes)]
+    succ = [s + (s >= v) for v, s in enumerate(succ)]                     # no self-loops
+    def walk(v):
+        p = [v]
+        for _ in range(hops): p.append(succ[p[-1]])
+        return p
+    root = int(rng.integers(n_nodes)); path = walk(root)
+    if len(set(path)) != len(path): return None                         # a walk that loops back: k hops is not a distance
+    others = [v for v in range(n_nodes) if v != root and walk(v)[-1] not in path]
+    if not others: return None
+    neg = walk(int(others[rng.integers(len(others))]))[-1]              # the end of another k-step chain, off the root's walk
+    return dict(n=n_nodes, edges=[[v, succ[v]] for v in range(n_nodes)], root=root, target=path[-1], neg_target=neg, path=path)
+
+def make_pointer_chase(n: int, seed: int = 0, n_nodes: int = 12, hops: int = 3, n_symbols: int | None = None,
+                       edge_tokens: bool = True) -> list[dict]:
+    "`n` pointer-chasing records in the symbolic format: which of two candidates is `hops` successors away from the start node?"
+    check(isinstance(n, int) and n >= 1, f"n must be a positive integer, got {n!r}.")
+    check(isinstance(hops, int) and hops >= 1, f"hops must be an integer >= 1, got {hops!r}.")
+    def make(rng):
+        g = pointer_chase_graph(rng, n_nodes, hops)
+        return None if g is None else render_symbolic(g, rng, n_symbols or n_nodes, edge_tokens)
+    return [_draw(i, seed, make) for i in range(n)]
 
 # %% ../../nbs/20_coconut_data.ipynb #370bbfa2
 PROPERTY_FAMILIES = (("red", "blue", "brown", "orange"), ("small", "large"), ("hot", "cold"), ("sweet", "sour", "bitter", "spicy"),

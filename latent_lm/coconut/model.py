@@ -1,4 +1,4 @@
-"""Turn any Hugging Face causal LM into a Coconut model: latent positions whose input embedding is the previous position's last hidden state, computed pass by pass with the KV cache, and batched, cached generation.
+"""Turn any Hugging Face causal LM into a Coconut model: latent positions whose input embedding is the previous position's last hidden state, computed pass by pass with the KV cache; a `PreTrainedModel` (save_pretrained / from_pretrained, the HF Trainer) with batched, cached, seeded generation from ids or text.
 
 Docs: https://latent-lm.github.io/latent_lm/coconut_model.html.md"""
 
@@ -10,13 +10,15 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from transformers import PreTrainedModel, PretrainedConfig
+from transformers.utils import ModelOutput
 from ..core import LatentLMError, check, check_nonempty, progress
 from ..lm import position_ids_from_mask
 from .data import START_LATENT, LATENT, END_LATENT, PAUSE, COCONUT_TOKENS
 
 # %% auto #0
-__all__ = ['add_coconut_tokens', 'tiny_gpt2', 'align_latents', 'CoconutOutput', 'lm_loss', 'latent_block', 'CoconutLM',
-           'naive_forward', 'CoconutGeneration', 'naive_generate']
+__all__ = ['add_coconut_tokens', 'tiny_gpt2', 'align_latents', 'CoconutOutput', 'lm_loss', 'latent_block', 'CoconutConfig',
+           'CoconutLM', 'naive_forward', 'CoconutGeneration', 'naive_generate']
 
 # %% ../../nbs/21_coconut_model.ipynb #209f5bf6
 def add_coconut_tokens(model, tokenizer, tokens=COCONUT_TOKENS, init_token: str | None = "<<") -> dict[str, int]:
@@ -84,14 +86,14 @@ def align_latents(seqs: list[list[int]], latent_id: int, pad_id: int, labels: li
 
 # %% ../../nbs/21_coconut_model.ipynb #95c34e54
 @dataclass
-class CoconutOutput:
-    "What `CoconutLM.forward` returns."
-    loss: torch.Tensor | None             # token-mean cross-entropy over labels != -100 (None without labels)
-    logits: torch.Tensor                  # [B, L, V]
-    inputs_embeds: torch.Tensor           # [B, L, d]: the input embeddings with the thoughts filled in
-    thoughts: torch.Tensor                # [B, n, d]: thought i of example b (zeros where b has fewer than n thoughts)
-    n_thoughts: torch.Tensor              # [B]: number of latent positions per example
-    past_key_values: object | None = None # the KV cache over all L columns (only with use_cache=True)
+class CoconutOutput(ModelOutput):
+    "What `CoconutLM.forward` returns: a Hugging Face `ModelOutput` (index by name, or by position as a tuple of its non-None fields)."
+    loss: torch.Tensor | None = None             # token-mean cross-entropy over labels != -100 (None without labels)
+    logits: torch.Tensor | None = None           # [B, L, V]
+    inputs_embeds: torch.Tensor | None = None    # [B, L, d]: the input embeddings with the thoughts filled in
+    thoughts: torch.Tensor | None = None         # [B, n, d]: thought i of example b (zeros where b has fewer than n thoughts)
+    n_thoughts: torch.Tensor | None = None       # [B]: number of latent positions per example
+    past_key_values: object | None = None        # the KV cache over all L columns (only with use_cache=True)
 
 def lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     "Next-token cross-entropy (in float32), averaged over all positions whose label is not -100."
@@ -128,32 +130,74 @@ def latent_block(input_ids: torch.Tensor, latent_id: int, attention_mask: torch.
     return p0, n_b
 
 # %% ../../nbs/21_coconut_model.ipynb #23ac7920
-class CoconutLM(nn.Module):
+class CoconutConfig(PretrainedConfig):
+    "Config of a `CoconutLM`: the base model's config, the Coconut token ids, and the thought settings for text prompts."
+    model_type = "coconut"
+    def __init__(self, base_config: dict | None = None, latent_id: int = -1, start_id: int | None = None, end_id: int | None = None,
+                 pad_id: int | None = None, eos_id: int | None = None, n_thoughts: int = 0, use_markers: bool = True,
+                 c_thought: int = 1, question_suffix: str = "\n", **kwargs):
+        self.base_config = base_config              # the base model's config.to_dict() (with its model_type)
+        self.latent_id, self.start_id, self.end_id = latent_id, start_id, end_id
+        self.pad_id, self.eos_id = pad_id, eos_id
+        self.n_thoughts = n_thoughts                 # continuous thoughts inserted after a text prompt
+        self.use_markers = use_markers               # <bot>/<eot> around them
+        self.c_thought = c_thought                   # thoughts per replaced reasoning step (informational)
+        self.question_suffix = question_suffix       # appended to a text prompt before the thoughts (the training format's)
+        super().__init__(**kwargs)
+
+    def base(self):
+        "The base model's `PretrainedConfig`, rebuilt from `base_config`."
+        bc = self.base_config
+        check(isinstance(bc, dict) and isinstance(bc.get("model_type"), str), "This Coconut config has no usable base_config (a dict "
+              f"with the base model's config and its model_type), got {str(bc)[:80]!r}; save the model with CoconutLM.save_pretrained.")
+        from transformers import AutoConfig
+        bc = dict(bc)
+        try: return AutoConfig.for_model(bc.pop("model_type"), **bc)
+        except ValueError as e:
+            raise LatentLMError(f"The base model config cannot be rebuilt ({str(e)[:160]}); the model_type {bc.get('model_type')!r} is "
+                                "unknown to this transformers version.") from None
+
+# %% ../../nbs/21_coconut_model.ipynb #6649b53d
+class CoconutLM(PreTrainedModel):
     "A Hugging Face causal LM whose `<|latent|>` positions take the previous position's last hidden state as input embedding."
-    def __init__(self, base: nn.Module, latent_id: int | None, start_id: int | None = None, end_id: int | None = None,
-                 pad_id: int | None = None, eos_id: int | None = None):
-        super().__init__()
-        self.base = base
-        cfg = getattr(base, "config", None)
-        # latent_id=None: a model without continuous thoughts (CoT, No-CoT, pause baselines); -1 never matches a token
-        self.latent_id, self.start_id, self.end_id = -1 if latent_id is None else int(latent_id), start_id, end_id
-        self.eos_id = eos_id if eos_id is not None else getattr(cfg, "eos_token_id", None)
-        self.pad_id = pad_id if pad_id is not None else (getattr(cfg, "pad_token_id", None) if getattr(cfg, "pad_token_id", None) is not None else self.eos_id)
+    config_class = CoconutConfig
+    base_model_prefix = "coconut"
+
+    def __init__(self, config: CoconutConfig | nn.Module, latent_id: int | None = None, start_id: int | None = None,
+                 end_id: int | None = None, pad_id: int | None = None, eos_id: int | None = None, base: nn.Module | None = None, **thought):
+        "`CoconutLM(config)` builds the base from the config (what `from_pretrained` does); `CoconutLM(base_model, latent_id, ...)` wraps a model."
+        if isinstance(config, nn.Module): base, config = config, None
+        if config is None:
+            check(base is not None and hasattr(base, "config"), "Pass a CoconutConfig, or a Hugging Face causal LM to wrap.")
+            bcfg = base.config
+            eos = eos_id if eos_id is not None else getattr(bcfg, "eos_token_id", None)
+            pad = pad_id if pad_id is not None else (getattr(bcfg, "pad_token_id", None) if getattr(bcfg, "pad_token_id", None) is not None else eos)
+            # latent_id=None: a model without continuous thoughts (CoT, No-CoT, pause baselines); -1 never matches a token
+            config = CoconutConfig(bcfg.to_dict(), -1 if latent_id is None else int(latent_id), start_id, end_id, pad, eos, **thought)
+        check(isinstance(config, CoconutConfig), f"CoconutLM needs a CoconutConfig, got {type(config).__name__}.")
+        super().__init__(config)
+        self.base = base if base is not None else _base_from_config(config)
+        check(self.latent_id < self.base.get_input_embeddings().num_embeddings, f"latent_id {self.latent_id} is outside the model's "
+              f"embedding matrix ({self.base.get_input_embeddings().num_embeddings} rows); call add_coconut_tokens(model, tokenizer) first.")
         import inspect
-        self._cache_kw = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
-        check(self.latent_id < base.get_input_embeddings().num_embeddings, f"latent_id {latent_id} is outside the model's embedding "
-              f"matrix ({base.get_input_embeddings().num_embeddings} rows); call add_coconut_tokens(model, tokenizer) first.")
+        self._cache_kw = "cache" if "cache" in inspect.signature(self.base.forward).parameters else "past_key_values"
+        self.post_init()
+
+    latent_id = property(lambda self: int(self.config.latent_id))
+    start_id = property(lambda self: self.config.start_id)
+    end_id = property(lambda self: self.config.end_id)
+    pad_id = property(lambda self: self.config.pad_id)
+    eos_id = property(lambda self: self.config.eos_id)
 
     @classmethod
-    def wrap(cls, model, tokenizer, init_token: str | None = "<<", tokens=COCONUT_TOKENS) -> "CoconutLM":
-        "Add the Coconut tokens to `model`/`tokenizer` and wrap the model."
+    def wrap(cls, model, tokenizer, init_token: str | None = "<<", tokens=COCONUT_TOKENS, **thought) -> "CoconutLM":
+        "Add the Coconut tokens to `model`/`tokenizer` and wrap the model (`thought`: `n_thoughts`, `use_markers`, ... of `CoconutConfig`)."
         ids = add_coconut_tokens(model, tokenizer, tokens, init_token)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        return cls(model, ids[LATENT], ids.get(START_LATENT), ids.get(END_LATENT), pad, tokenizer.eos_token_id)
+        return cls(model, ids[LATENT], ids.get(START_LATENT), ids.get(END_LATENT), pad, tokenizer.eos_token_id, **thought)
 
-    @property
-    def config(self): return self.base.config
-
+    def get_input_embeddings(self): return self.base.get_input_embeddings()
+    def get_output_embeddings(self): return self.base.get_output_embeddings()
     def embed(self, input_ids): return self.base.get_input_embeddings()(input_ids)
 
     def new_cache(self):
@@ -199,6 +243,11 @@ class CoconutLM(nn.Module):
         return CoconutOutput(lm_loss(logits, labels) if labels is not None else None, logits, torch.cat(embeds, 1),
                              torch.stack(thoughts, 1), n_b, cache if use_cache else None)
 
+def _base_from_config(config: CoconutConfig) -> nn.Module:
+    "A freshly initialised base model of the architecture in `config.base_config` (weights come from `from_pretrained`)."
+    from transformers import AutoModelForCausalLM
+    return AutoModelForCausalLM.from_config(config.base())
+
 # %% ../../nbs/21_coconut_model.ipynb #6b8e003f
 def naive_forward(base: nn.Module, input_ids: torch.Tensor, latent_id: int, attention_mask: torch.Tensor | None = None,
                   labels: torch.Tensor | None = None, position_ids: torch.Tensor | None = None) -> CoconutOutput:
@@ -228,10 +277,11 @@ def naive_forward(base: nn.Module, input_ids: torch.Tensor, latent_id: int, atte
 # %% ../../nbs/21_coconut_model.ipynb #070764b1
 @dataclass
 class CoconutGeneration:
-    "Greedy continuations of a list of prompts."
+    "Continuations of a list of prompts."
     tokens: list[list[int]]      # generated ids per prompt (EOS not included)
     n_thoughts: list[int]        # latent positions in each prompt
     finished: list[bool]         # True where EOS ended the continuation, False where max_new_tokens did
+    texts: list[str] | None = None   # decoded continuations (when generate had a tokenizer)
 
     @property
     def n_tokens(self) -> list[int]:
@@ -242,7 +292,9 @@ def _as_id_lists(prompts) -> list[list[int]]:
     if isinstance(prompts, torch.Tensor):
         check(prompts.dim() in (1, 2), f"prompts must be a list of id lists or a [B, L] tensor, got shape {tuple(prompts.shape)}.")
         prompts = [prompts.tolist()] if prompts.dim() == 1 else prompts.tolist()
-    check(not isinstance(prompts, str), "generate takes token ids, not text; encode the prompt first (coconut.train.build_prompt).")
+    check(not isinstance(prompts, str) and not (isinstance(prompts, (list, tuple)) and prompts and isinstance(prompts[0], str)),
+          "Got text but no tokenizer: generate takes token ids, not text, unless you pass tokenizer=... (then each text prompt "
+          "gets config.n_thoughts continuous thoughts).")
     prompts = check_nonempty(prompts, "prompts")
     if all(isinstance(x, int) for x in prompts): prompts = [prompts]
     for i, p in enumerate(prompts):
@@ -250,13 +302,41 @@ def _as_id_lists(prompts) -> list[list[int]]:
               f"Prompt {i} must be a non-empty list of token ids, got {str(p)[:60]}.")
     return [list(p) for p in prompts]
 
+def _text_prompt_ids(self, texts: list[str], tokenizer, n_thoughts: int | None = None) -> list[list[int]]:
+    "Prompt ids for text prompts: the text, the config's question suffix, then (markers and) `n_thoughts` thoughts (default `config.n_thoughts`)."
+    from latent_lm.lm import encode_prompt
+    k = self.config.n_thoughts if n_thoughts is None else n_thoughts
+    check(isinstance(k, int) and k >= 0, f"n_thoughts must be an integer >= 0, got {k!r}.")
+    check(k == 0 or self.latent_id >= 0, "This model has no <|latent|> token (a CoT / No-CoT baseline), so it takes n_thoughts=0.")
+    mark = self.config.use_markers and self.start_id is not None and self.end_id is not None
+    mid = ([self.start_id] if mark else []) + [self.latent_id] * k + ([self.end_id] if mark else [])
+    out = []
+    for i, t in enumerate(texts):
+        check(isinstance(t, str) and t.strip(), f"Text prompt {i} is empty or not a string: {t!r:.60}.")
+        out.append(encode_prompt(tokenizer, t + (self.config.question_suffix or "")) + mid)
+    return out
+
+def _seeded_uniforms(prompts: list[list[int]], seed: int | None):
+    "One random stream per prompt, keyed by the prompt's content (and repeat count) and `seed`: independent of batching and order."
+    from latent_lm.core import key_seed, prompt_keys
+    if seed is None: return None
+    return [torch.Generator().manual_seed(key_seed(seed, k)) for k in prompt_keys([" ".join(map(str, p)) for p in prompts])]
+
 @torch.no_grad()
-def _generate(self, prompts, max_new_tokens: int = 64, eos_id: int | None = None, batch_size: int | None = None) -> CoconutGeneration:
-    "Greedy generation after the prompts' continuous thoughts, batched, with a KV cache."
+def _generate(self, prompts, max_new_tokens: int = 64, eos_id: int | None = None, batch_size: int | None = None,
+              temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None, tokenizer=None,
+              n_thoughts: int | None = None) -> CoconutGeneration:
+    "Continuations after the prompts' continuous thoughts (greedy, or sampled with `temperature`/`top_p` by `generate.sample_next`), batched, with a KV cache."
+    from latent_lm.generate import sample_next
+    if tokenizer is not None and (isinstance(prompts, str) or (isinstance(prompts, (list, tuple)) and prompts and all(isinstance(p, str) for p in prompts))):
+        prompts = _text_prompt_ids(self, [prompts] if isinstance(prompts, str) else list(prompts), tokenizer, n_thoughts)
     prompts = _as_id_lists(prompts)
     check(isinstance(max_new_tokens, int) and max_new_tokens >= 1, f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}.")
+    check(isinstance(temperature, (int, float)) and temperature >= 0, f"temperature must be a number >= 0 (0 = greedy), got {temperature!r}.")
+    check(isinstance(top_p, (int, float)) and 0 < top_p <= 1, f"top_p must be in (0, 1], got {top_p!r}.")
     eos = self.eos_id if eos_id is None else eos_id
     bs = batch_size or len(prompts)
+    gens = _seeded_uniforms(prompts, seed) if temperature > 0 else None
     was_training = self.training; self.eval()
     dev = next(self.base.parameters()).device
     toks, nth, fin = [], [], []
@@ -271,7 +351,8 @@ def _generate(self, prompts, max_new_tokens: int = 64, eos_id: int | None = None
             logits, cache = out.logits[torch.arange(B, device=dev), last], out.past_key_values
             gen = [[] for _ in range(B)]; done = torch.zeros(B, dtype=torch.bool, device=dev)
             for t in range(max_new_tokens):
-                nxt = logits.argmax(-1)
+                u = torch.cat([torch.rand(1, generator=g, dtype=torch.float64) for g in gens[s:s + B]]) if gens else None
+                nxt = sample_next(logits, float(temperature), float(top_p), u)[0]
                 for b in range(B):
                     if done[b]: continue
                     if eos is not None and int(nxt[b]) == eos: done[b] = True
@@ -283,7 +364,8 @@ def _generate(self, prompts, max_new_tokens: int = 64, eos_id: int | None = None
             toks += gen; nth += out.n_thoughts.tolist(); fin += done.tolist()
     finally:
         self.train(was_training)
-    return CoconutGeneration(toks, nth, fin)
+    texts = [tokenizer.decode(t, skip_special_tokens=True) for t in toks] if tokenizer is not None else None
+    return CoconutGeneration(toks, nth, fin, texts)
 
 CoconutLM.generate = _generate
 
@@ -327,3 +409,40 @@ def _logit_lens(self, prompts, k: int = 5) -> list[list[list[tuple[int, float]]]
     return [[list(zip(i.tolist(), p.tolist())) for p, i in zip(*head(t).float().softmax(-1).topk(k, -1))] for t in self.thought_states(prompts)]
 
 CoconutLM.next_token_logprobs, CoconutLM.thought_states, CoconutLM.logit_lens = _next_token_logprobs, _thought_states, _logit_lens
+
+# %% ../../nbs/21_coconut_model.ipynb #d0a660cf
+from transformers import AutoConfig, AutoModelForCausalLM
+AutoConfig.register("coconut", CoconutConfig, exist_ok=True)
+AutoModelForCausalLM.register(CoconutConfig, CoconutLM, exist_ok=True)
+
+@classmethod
+def _from_pretrained(cls, path, *args, **kwargs) -> "CoconutLM":
+    "Load a model written by `CoconutLM.save_pretrained` (safetensors); bad or missing files raise `LatentLMError`."
+    import json
+    from pathlib import Path
+    from latent_lm.core import check_safetensors_file
+    p = Path(path)
+    check(p.is_dir(), f"No Coconut model at {p}: " + ("it is a file, not a folder" if p.exists() else "the folder does not exist")
+          + ". Pass a folder written by CoconutLM.save_pretrained.")
+    cf = p / "config.json"
+    check(cf.is_file(), f"{p} has no config.json; it was not written by CoconutLM.save_pretrained (save the model again).")
+    try: raw = json.loads(cf.read_bytes().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise LatentLMError(f"{cf} is not valid JSON ({type(e).__name__}); the file is corrupt. Save the model again.") from None
+    check(isinstance(raw, dict) and raw.get("model_type") == "coconut", f"{cf} describes a {raw.get('model_type') if isinstance(raw, dict) else '?'!r} "
+          "model, not a Coconut one (model_type 'coconut'). Load a plain model with AutoModelForCausalLM and wrap it with "
+          "CoconutLM.wrap(model, tokenizer).")
+    cfg = CoconutConfig(**{k: v for k, v in raw.items() if k not in ("model_type", "transformers_version", "architectures")})
+    cfg.base()                                                         # a usable base config, or a clear error
+    for k in ("latent_id", "n_thoughts"):
+        check(isinstance(raw.get(k, 0), int), f"{cf}: {k} must be an integer, got {raw.get(k)!r}. Save the model again.")
+    weights = sorted(p.glob("*.safetensors"))
+    check(weights, f"{p} has no .safetensors weights; Coconut models are saved with safetensors (CoconutLM.save_pretrained).")
+    for f in weights: check_safetensors_file(f)
+    try: return super(CoconutLM, cls).from_pretrained(str(p), *args, **kwargs)
+    except LatentLMError: raise
+    except Exception as e:
+        raise LatentLMError(f"The Coconut model in {p} cannot be loaded ({type(e).__name__}: {str(e)[:160]}); the folder is corrupt "
+                            "or incomplete. Save it again with CoconutLM.save_pretrained.") from None
+
+CoconutLM.from_pretrained = _from_pretrained

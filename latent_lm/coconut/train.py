@@ -21,7 +21,8 @@ from ..lm import encode_prompt, context_length
 from ..train import ResumableDataLoader, train_sampler, make_trainer, save_pretrained_atomic
 from .data import (START_LATENT, LATENT, END_LATENT, PAUSE, COCONUT_TOKENS, load_coconut_json, word_tokenizer,
                                     record_words, symbolic_vocab, relabel_symbolic, answer_correct, extract_answer,
-                                    make_prosqa, make_symbolic_prosqa, make_prontoqa, make_arithmetic)
+                                    make_prosqa, make_symbolic_prosqa, make_prontoqa, make_arithmetic,
+                                    make_pointer_chase)
 from .model import CoconutLM, add_coconut_tokens, align_latents, tiny_gpt2
 
 # %% auto #0
@@ -40,6 +41,35 @@ class RecordFormat:
     step_suffix: str = "\n"
     answer_prefix: str = "### "
 
+_FACTS: dict[int, tuple] = {}
+
+def _word_level(tokenizer):
+    "For a whitespace word-level tokenizer (as `word_tokenizer` builds): `(vocab, unk id, added token strings)`, else None."
+    try:
+        from tokenizers import models, pre_tokenizers
+        bt = tokenizer.backend_tokenizer
+        if not (isinstance(bt.model, models.WordLevel) and isinstance(bt.pre_tokenizer, pre_tokenizers.WhitespaceSplit)
+                and bt.normalizer is None and bt.post_processor is None): return None
+    except Exception: return None
+    return tokenizer.get_vocab(), tokenizer.unk_token_id, tuple(tokenizer.get_added_vocab())
+
+def _tokenizer_facts(tokenizer) -> tuple[list[int], set[int], tuple | None]:
+    "The tokenizer's BOS-style prompt prefix (`lm.encode_prompt` of an empty text), the reserved token ids and its word-level table, cached per tokenizer and size."
+    key = (id(tokenizer), len(tokenizer))
+    hit = _FACTS.get(key)
+    if hit is None or hit[0] is not tokenizer:
+        vocab = tokenizer.get_vocab()
+        hit = _FACTS[key] = (tokenizer, encode_prompt(tokenizer, ""), {vocab[t] for t in RESERVED_TOKENS if t in vocab}, _word_level(tokenizer))
+    return hit[1], hit[2], hit[3]
+
+def _encode_pieces(tokenizer, texts: list[str], words) -> list[list[int]]:
+    "Token ids of `texts` (no special tokens): a dictionary lookup per word for word-level tokenizers, else one batched tokenizer call."
+    if words is not None:
+        vocab, unk, added = words
+        if not any(a in t for t in texts for a in added):          # added tokens glued to words: let the tokenizer split them
+            return [[vocab.get(w, unk) for w in t.split()] for t in texts]
+    return tokenizer(texts, add_special_tokens=False)["input_ids"]
+
 def encode_record(tokenizer, rec: dict, fmt: RecordFormat | None = None, i: int | None = None) -> dict:
     "Token ids of a record's question, steps and answer (EOS appended), checked for reserved tokens."
     fmt = fmt or RecordFormat()
@@ -52,13 +82,13 @@ def encode_record(tokenizer, rec: dict, fmt: RecordFormat | None = None, i: int 
         bad = [t for t in RESERVED_TOKENS if t in text]
         check(not bad, f"{where}: the {name} contains the reserved token(s) {bad}. Thoughts and markers are inserted by the "
               "curriculum; remove them from the data.")
-    enc = lambda s: tokenizer(s, add_special_tokens=False)["input_ids"]
     eos = tokenizer.eos_token_id
     check(eos is not None, "The tokenizer has no EOS token; Coconut ends every answer with EOS. Set tokenizer.eos_token.")
-    q = encode_prompt(tokenizer, rec["question"] + fmt.question_suffix)
-    steps = [enc(s + fmt.step_suffix) for s in rec["steps"]]
-    a = enc(fmt.answer_prefix + rec["answer"]) + [eos]
-    reserved = {tokenizer.convert_tokens_to_ids(t) for t in RESERVED_TOKENS if t in tokenizer.get_vocab()}
+    prefix, reserved, words = _tokenizer_facts(tokenizer)
+    pieces = _encode_pieces(tokenizer, [rec["question"] + fmt.question_suffix] + [s + fmt.step_suffix for s in rec["steps"]]
+                            + [fmt.answer_prefix + rec["answer"]], words)
+    q = pieces[0] if not prefix or pieces[0][:len(prefix)] == prefix else prefix + pieces[0]     # as lm.encode_prompt does
+    steps, a = pieces[1:-1], pieces[-1] + [eos]
     check(not (reserved & set(q + sum(steps, []) + a)), f"{where} tokenises to a reserved token id; remove the markup from the text.")
     return {"idx": rec.get("idx", i), "question": q, "steps": steps, "answer": a, "gold": rec["answer"], "n_steps": len(steps)}
 
@@ -276,7 +306,7 @@ def build_coconut(model: str = "tiny-gpt2", tokens: Iterable[str] = COCONUT_TOKE
     return CoconutLM(base, ids.latent, ids.start, ids.end, ids.pad, tok.eos_token_id), tok
 
 # %% ../../nbs/22_coconut_train.ipynb #72cb2a07
-TASKS = {"symbolic_prosqa": make_symbolic_prosqa, "prosqa": make_prosqa, "prontoqa": make_prontoqa, "arithmetic": make_arithmetic}
+TASKS = {"symbolic_prosqa": make_symbolic_prosqa, "pointer_chase": make_pointer_chase, "prosqa": make_prosqa, "prontoqa": make_prontoqa, "arithmetic": make_arithmetic}
 _SPLIT_SEED = {"train": 0, "val": 1_000_003, "test": 2_000_029}
 
 class EncodedRecords(Dataset):
@@ -343,9 +373,9 @@ class CoconutDataModule(L.LightningDataModule):
         "`(n_symbols, edge_tokens)` if the training data is symbolic ProsQA (generated or loaded), else None."
         self.setup()
         recs = self.splits.get("train") or []
-        if self.is_task and self.data == "symbolic_prosqa":
+        if self.is_task and self.data in ("symbolic_prosqa", "pointer_chase"):
             kw = self.task_kwargs
-            return int(kw.get("n_symbols") or kw.get("n_nodes", 10)), bool(kw.get("edge_tokens", True))
+            return int(kw.get("n_symbols") or kw.get("n_nodes", 10 if self.data == "symbolic_prosqa" else 12)), bool(kw.get("edge_tokens", True))
         if recs and all(_is_symbolic(r) for r in recs):
             n = 1 + max(int(x[1:]) for rs in self.splits.values() if rs for r in rs if _is_symbolic(r) for x in r["idx_to_symbol"])
             return n, "|" not in recs[0]["question"]
@@ -392,6 +422,10 @@ class CoconutDataModule(L.LightningDataModule):
         if not recs: return []
         return DataLoader(EncodedRecords(recs, self._encoder()), batch_size=self.hparams.eval_batch_size, shuffle=False,
                           collate_fn=_identity, num_workers=self.hparams.num_workers)
+
+    def transfer_batch_to_device(self, batch, device, dataloader_idx):
+        "Batches are lists of encoded records (plain lists, nothing to move); the module collates them and moves the tensors."
+        return batch
 
     def val_dataloader(self): return self._eval_loader("val")
     def test_dataloader(self): return self._eval_loader("test")
@@ -592,9 +626,12 @@ class _WithLayout:
         self.tokenizer.save_pretrained(path); atomic_write_json(Path(path) / "coconut.json", self.info)
 
 def _save_pretrained(self, path) -> Path:
-    "Write the base model, the tokenizer and `coconut.json` (curriculum, format, token ids) to `path`, atomically (whole or absent)."
-    info = {"curriculum": asdict(self.curriculum), "format": asdict(self.fmt), "ids": asdict(self.ids), "hparams": dict(self.hparams)}
-    return save_pretrained_atomic(path, self.coconut.base, _WithLayout(self.tokenizer, info))
+    "Write the `CoconutLM` (config + safetensors), the tokenizer and `coconut.json` (curriculum, format, token ids) to `path`, atomically."
+    cur, cfg = self.curriculum, self.coconut.config
+    cfg.n_thoughts = cur.eval_thoughts(cur.final_stage, cur.max_latent_stage) if cur.thought_token == LATENT else 0
+    cfg.use_markers, cfg.c_thought, cfg.question_suffix = cur.markers, cur.c_thought, self.fmt.question_suffix
+    info = {"curriculum": asdict(cur), "format": asdict(self.fmt), "ids": asdict(self.ids), "hparams": dict(self.hparams)}
+    return save_pretrained_atomic(path, self.coconut, _WithLayout(self.tokenizer, info))
 
 CoconutModule.save_pretrained = _save_pretrained
 
@@ -632,7 +669,19 @@ def load_coconut(path, device: str | None = None) -> LoadedCoconut:
         raise LatentLMError(f"{path / 'coconut.json'} is corrupt ({type(e).__name__}: {str(e)[:120]}); save the model again "
                             "with CoconutModule.save_pretrained.") from None
     for f in sorted(path.glob("*.safetensors")): check_safetensors_file(f)      # truncated weights: a clear error, not a traceback
-    try: base, tok = load_lm(str(path), device=device)
+    try: is_hf = json.loads((path / "config.json").read_bytes()).get("model_type") == "coconut"
+    except (OSError, ValueError, AttributeError): is_hf = False
+    if is_hf:                                  # a CoconutLM saved whole (config.json of model_type coconut)
+        cl = CoconutLM.from_pretrained(path)
+        try:
+            from transformers import AutoTokenizer
+            tok = AutoTokenizer.from_pretrained(str(path))
+        except Exception as e:
+            raise LatentLMError(f"The tokenizer files in {path} cannot be loaded ({type(e).__name__}: {str(e)[:160]}); save the "
+                                "model again (CoconutModule.save_pretrained).") from None
+        if device is not None: cl = cl.to(device)
+        return LoadedCoconut(cl.eval(), tok, cur, fmt, ids)
+    try: base, tok = load_lm(str(path), device=device)        # older runs: the base model saved alone, beside coconut.json
     except LatentLMError: raise
     except Exception as e:                     # truncated safetensors, broken config or tokenizer files
         raise LatentLMError(f"The model files in {path} cannot be loaded ({type(e).__name__}: {str(e)[:160]}); the folder is "
