@@ -11,11 +11,12 @@ from dataclasses import dataclass, field, asdict, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 from .core import (LatentLMError, check, check_nonempty, JsonlStore, atomic_write_json, write_jsonl, read_jsonl, progress, stable_hash,
-                   resumable_map, key_seed, open_run_dir)
+                   resumable_map, key_seed, open_run_dir, check_output_dir)
 
 # %% auto #0
 __all__ = ['DONE', 'SamplingConfig', 'TrainConfig', 'EvalConfig', 'section_from_dict', 'config_from_dict', 'load_yaml',
-           'generate_keyed', 'sample', 'fit_interruptible', 'train_round', 'RoundResult', 'RoundLoop']
+           'checked_config', 'run_seed', 'generate_keyed', 'sample', 'ModelCache', 'fit_interruptible',
+           'checkpoint_dir', 'train_round', 'train_once', 'model_info', 'RoundResult', 'RoundLoop', 'run_pipeline']
 
 # %% ../nbs/06_rounds.ipynb #1048977b
 @dataclass
@@ -165,6 +166,18 @@ def load_yaml(path) -> dict:
     check(isinstance(d, dict), f"{p} must hold a mapping of config sections, got {type(d).__name__}.")
     return d
 
+# %% ../nbs/06_rounds.ipynb #291007ba
+def checked_config(cls, source):
+    "A checked `cls` (a method's config dataclass with sections) from a YAML path, a dict with the YAML's sections, or an instance."
+    if isinstance(source, cls): return source.check()
+    check(isinstance(source, (str, os.PathLike, dict)), f"A config is a YAML path, a dict of sections or a {cls.__name__}, got {type(source).__name__}.")
+    d = json.loads(json.dumps(source)) if isinstance(source, dict) else load_yaml(source)   # a dict is copied, never changed
+    return config_from_dict(cls, d).check()
+
+def run_seed(*parts) -> int:
+    "A 31-bit seed from JSON-serialisable parts (`core.stable_hash`): the same parts give the same seed in every process."
+    return int(stable_hash(*parts), 16) % (2**31 - 1)
+
 # %% ../nbs/06_rounds.ipynb #2e92ca46
 def generate_keyed(generator, prompts: list, seeds: list[int], **kw) -> list:
     "`generator.generate` with one seed per prompt, so a prompt's samples do not depend on which prompts share its batch."
@@ -182,6 +195,28 @@ def sample(generator, items: list[dict], sampling: SamplingConfig, seed: int, n:
     return [{**{c: it.get(c) for c in carry}, "key": it["key"], "sample": first_index + j, "text": c.text, "num_tokens": c.num_tokens,
              "finish_reason": c.finish_reason} for it, cs in zip(items, outs) for j, c in enumerate(cs)]
 
+# %% ../nbs/06_rounds.ipynb #66b7b1bb
+class ModelCache:
+    "`(model, tokenizer)` per model path or name, loaded once (`lm.load_lm`, or `load`); the `size` most recently used are kept."
+    def __init__(self, size: int = 2, load: Callable | None = None):
+        check(isinstance(size, int) and size >= 1, f"ModelCache size must be an integer >= 1, got {size!r}.")
+        self.size, self._load, self._models = size, load, {}
+
+    def __call__(self, path) -> tuple:
+        path = str(path)
+        if path in self._models: self._models[path] = self._models.pop(path)        # now the most recent
+        else:
+            if self._load is None: from latent_lm.lm import load_lm; self._load = load_lm
+            while len(self._models) >= self.size: self._models.pop(next(iter(self._models)))
+            self._models[path] = self._load(path)
+        return self._models[path]
+
+    def generator(self, path, batch_size: int = 16, **kw):
+        "An `HFGenerator` over the cached model at `path` (`kw`: its other arguments, e.g. `reset_token`)."
+        from latent_lm.generate import HFGenerator
+        model, tok = self(path)
+        return HFGenerator(model, tok, batch_size=batch_size, **kw)
+
 # %% ../nbs/06_rounds.ipynb #36784bdd
 def fit_interruptible(trainer, *args, **kw):
     "`trainer.fit`, but Ctrl-C raises `KeyboardInterrupt` (Lightning turns it into `sys.exit(1)` after a 'graceful shutdown')."
@@ -193,10 +228,30 @@ def fit_interruptible(trainer, *args, **kw):
         raise
 
 # %% ../nbs/06_rounds.ipynb #e11a343b
+DONE = "latent_lm_done.json"       # a finished model folder's marker (written after the model)
+
+def checkpoint_dir(out_dir) -> Path:
+    """Where the training that exports a model to `out_dir` keeps its Lightning checkpoints, reference log-probs and logs:
+    `<out_dir>.train` beside it, one per output (not `.ckpt`: `train.last_checkpoint` would take a folder so named for a checkpoint)."""
+    out_dir = Path(out_dir)
+    return out_dir.parent / f"{out_dir.name}.train"
+
+def _LastLoss():
+    "A callback that keeps the last logged `train/loss` in the checkpoints, so a training resumed with no step left reports it too."
+    from lightning.pytorch import Callback
+    class LastLoss(Callback):
+        loss = None
+        def on_train_batch_end(self, trainer, *args):
+            v = trainer.callback_metrics.get("train/loss")
+            if v is not None: self.loss = float(v)
+        def state_dict(self): return {"loss": self.loss}
+        def load_state_dict(self, state): self.loss = state.get("loss")
+    return LastLoss()
+
 def train_round(model_path, records: list[dict], out_dir, cfg: TrainConfig, kind: str = "dpo", chat: bool = False, seed: int = 0) -> dict:
     """Train from `model_path` on `records` and export the model to `out_dir`: `kind='dpo'` is (weighted) DPO + NLL on
     `{prompt, chosen, rejected, weight}` with `model_path` as the reference, `'sft'` is SFT on `{prompt, completion}`.
-    Lightning checkpoints go to `out_dir.parent/'train'/'checkpoints'`; a rerun resumes from the newest readable one."""
+    Lightning checkpoints go to `checkpoint_dir(out_dir)/'checkpoints'`; a rerun resumes from the newest readable one."""
     from lightning.pytorch import seed_everything
     from lightning.pytorch.callbacks import ModelCheckpoint
     from latent_lm.lm import load_lm
@@ -204,7 +259,7 @@ def train_round(model_path, records: list[dict], out_dir, cfg: TrainConfig, kind
     from latent_lm.prefs import PreferenceModule, PreferenceDataModule, SFTModule, SFTDataModule
     check(kind in ("dpo", "sft"), f"kind must be 'dpo' (preference pairs) or 'sft' (targets), got {kind!r}.")
     check_nonempty(records, "training records")
-    out_dir = Path(out_dir); root = out_dir.parent / "train"; ck = root / "checkpoints"
+    out_dir = Path(out_dir); root = checkpoint_dir(out_dir); ck = root / "checkpoints"
     model, tok = load_lm(model_path)
     common = dict(lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps, lr_schedule=cfg.lr_schedule, save_hf=False)
     if kind == "sft":
@@ -212,7 +267,9 @@ def train_round(model_path, records: list[dict], out_dir, cfg: TrainConfig, kind
     else:
         module = PreferenceModule(model, beta=cfg.beta, alpha=cfg.alpha, **common)
         dm = PreferenceDataModule(records, tok, batch_size=cfg.batch_size, chat=chat, seed=seed, ref_cache=str(root / "ref_logps.jsonl"))
-    cbs = [ModelCheckpoint(dirpath=str(ck), filename="{epoch}-{step}", save_top_k=1, every_n_epochs=1), GracefulInterrupt(ck)] if cfg.checkpoint else []
+    last_loss = _LastLoss()
+    cbs = [last_loss] + ([ModelCheckpoint(dirpath=str(ck), filename="{epoch}-{step}", save_top_k=1, every_n_epochs=1), GracefulInterrupt(ck)]
+                         if cfg.checkpoint else [])
     last = last_checkpoint(ck) if cfg.checkpoint else None
     seed_everything(seed, verbose=False)
     quiet_lightning()
@@ -222,8 +279,26 @@ def train_round(model_path, records: list[dict], out_dir, cfg: TrainConfig, kind
     save_pretrained_atomic(out_dir, module.model, tok)
     info = {"steps": int(trainer.global_step), "n_records": len(records), "kind": kind}
     loss = trainer.callback_metrics.get("train/loss")
-    if loss is not None: info["final_loss"] = float(loss)
+    loss = float(loss) if loss is not None else last_loss.loss       # resumed with no step left: the loss the checkpoint kept
+    if loss is not None: info["final_loss"] = loss
     return info
+
+# %% ../nbs/06_rounds.ipynb #a292aaea
+def train_once(out_dir, fn: Callable[[], dict | None]) -> str:
+    """Run `fn()` (a training that saves a Hugging Face model to `out_dir`, e.g. `train_round`) unless `out_dir` is finished;
+    then write the done marker (`DONE`, with `fn`'s info) and delete the training's checkpoints (`checkpoint_dir`). Returns the path."""
+    out = Path(out_dir)
+    if not (out / DONE).exists():
+        info = fn() or {}
+        check((out / "config.json").exists(), f"The training for {out} finished without saving a Hugging Face model folder there.")
+        atomic_write_json(out / DONE, info)
+    shutil.rmtree(checkpoint_dir(out), ignore_errors=True)        # finished: the model is the checkpoint now
+    return str(out)
+
+def model_info(path) -> dict:
+    "What the done marker of a finished model at `path` records (its training's info, without the per-step `history`), or {}."
+    done = Path(path) / DONE
+    return {k: v for k, v in json.loads(done.read_text()).items() if k != "history"} if done.exists() else {}
 
 # %% ../nbs/06_rounds.ipynb #99dc2aba
 @dataclass
@@ -238,8 +313,6 @@ class RoundResult:
     n_scored: int
     n_selected: int
     metrics: dict = field(default_factory=dict)
-
-DONE = "latent_lm_done.json"
 
 class RoundLoop:
     """Run `n_rounds` of prompts -> generate -> score -> select -> train -> evaluate under `run_dir`, resuming whatever
@@ -317,16 +390,12 @@ def _stage_select(self, k: int, scored: list[dict]) -> list[dict]:
 
 def _stage_train(self, k: int, model: str, selected: list[dict], n_scored: int) -> str:
     "Train round k's model (unless done); the done marker is written after the model, and checkpoints are deleted only after it."
-    d = self.round_dir(k); out = d / "model"
-    if not (out / DONE).exists():
+    out = self.round_dir(k) / "model"
+    def fit():
         check(len(selected) > 0, f"Round {k} selected no training records from {n_scored} scored generations; "
                                  "loosen the method's selection settings or generate more samples.")
-        (d / "train").mkdir(exist_ok=True)
-        info = self.train_fn(model, selected, out, model) or {}
-        check((out / "config.json").exists(), f"train() must save a Hugging Face model folder to {out}.")
-        atomic_write_json(out / DONE, {"round": k, "from": model, **info})
-    shutil.rmtree(d / "train" / "checkpoints", ignore_errors=True)     # the round is done: its model is the checkpoint now
-    return str(out)
+        return {"round": k, "from": model, **(self.train_fn(model, selected, out, model) or {})}
+    return train_once(out, fit)
 
 def _stage_evaluate(self, k: int, model: str) -> dict:
     mf = self.round_dir(k) / "metrics.json"
@@ -357,3 +426,18 @@ def _run(self) -> list[RoundResult]:
         return [self.run_round(k) for k in range(self.n_rounds)]
 
 RoundLoop.run_round, RoundLoop.run = _run_round, _run
+
+# %% ../nbs/06_rounds.ipynb #371e1f1c
+def run_pipeline(run_dir, run: Callable[[], dict], save_figures: Callable[[dict], list] | None = None,
+                 format_summary: Callable[[dict], str] | None = None, as_json: bool = False) -> int:
+    """A pipeline verb's body: check `run_dir` (writes nothing), run `run()` with stdout sent to stderr, add
+    `save_figures(summary)`'s paths as `figures`, write `run_dir/summary.json`, print the summary (`format_summary`, or
+    JSON) on stdout. Returns 0 (the exit status)."""
+    check_output_dir(run_dir, "run_dir")
+    out = sys.stdout
+    with contextlib.redirect_stdout(sys.stderr):                  # stdout carries only the result
+        s = run()
+        if save_figures is not None: s["figures"] = [str(p) for p in save_figures(s)]
+        atomic_write_json(Path(run_dir) / "summary.json", s)
+    print(json.dumps(s, indent=2) if as_json or format_summary is None else format_summary(s), file=out, flush=True)
+    return 0

@@ -249,15 +249,15 @@ def test_generate_killed_and_resumed(lm_tok, tmp_path, capsys):
     full = read_jsonl(tmp_path / "full.jsonl")
     assert len(full) == 96 and all(len(c["temperatures"]) == len(c["tau_ids"]) for r in full for c in r["completions"])
     out = tmp_path / "killed.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "latent_lm.cli", "adaptive", *args, "--out", str(out)], env=ENV, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    from test_rounds import forked_cli                         # a real process, forked from this warm one: no interpreter start-up
+    proc = forked_cli(["adaptive", *args, "--out", out], tmp_path / "logs")()
     t0 = time.time()
     while time.time() - t0 < 300 and proc.poll() is None:
         if out.exists() and out.read_text().count("\n") >= 16: break
         time.sleep(0.02)
     killed = proc.poll() is None
     if killed: proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.communicate(timeout=60)
     part = len(read_jsonl(out)) if out.exists() else 0
     assert main(["adaptive", *args, "--out", str(out)]) == 0
     assert sorted(map(json.dumps, read_jsonl(out))) == sorted(map(json.dumps, full))       # same records as the uninterrupted run

@@ -174,37 +174,35 @@ def test_dpo_variant_trains_from_seed_sft_on_all_pairs(tmp_path, monkeypatch):
     assert all(p["chosen"] is not None and "rejected" in p for p in pairs)
 
 
-def _start(cfg_path, extra=()):
-    return subprocess.Popen([sys.executable, "-m", "latent_lm.cli", "alma", "run", "--config", str(cfg_path), "--json", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, cwd=ROOT)
-
-
 def _artifacts(d: Path) -> dict:
     return {str(p.relative_to(d)): p.read_bytes() for p in sorted(d.rglob("*")) if p.is_file() and p.suffix in (".jsonl", ".json", ".safetensors")
             and p.name not in ("summary.json",) and "figures" not in p.parts and not p.name.startswith(".")}
 
 
-def test_stopped_run_resumes_at_first_unfinished_step(tmp_path):
+def test_stopped_run_resumes_at_first_unfinished_step(tmp_path, capsys):
     "Kill -9 the CLI once round 0's responses are judged; the rerun keeps round 0's records and ends identical to an uninterrupted run."
     import yaml
+    from test_rounds import cli
     for name in ("a", "b"):
         d = small_config(tmp_path / name); cfg = load_config(d); prepare_shared(tmp_path / name / "shared", cfg)
         (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(d))
-    r = _start(tmp_path / "a.yaml"); out, err = r.communicate(timeout=600)
-    assert r.returncode == 0, err[-2000:]
+    rc, out, err = cli(["alma", "run", "--config", tmp_path / "a.yaml", "--json"], capsys)     # the reference, in this process
+    assert rc == 0, err[-2000:]
     ref = _artifacts(tmp_path / "a" / "run")
-    p = _start(tmp_path / "b.yaml")
+    from test_rounds import forked_cli                             # the killed run and its resumption: forked from this warm process
+    start = forked_cli(["alma", "run", "--config", tmp_path / "b.yaml", "--json"], tmp_path / "logs", warm=[tmp_path / "b" / "shared" / "base" / "model"])
+    p = start()
     run = tmp_path / "b" / "run"
     t0 = time.time()
     while not (run / "round_0" / "scores.jsonl").exists() or not (run / "round_0" / "selected.jsonl.done").exists():
-        assert p.poll() is None, p.stderr.read()[-2000:]
+        assert p.poll() is None, p.communicate()[1][-2000:]
         assert time.time() - t0 < 600
         time.sleep(0.05)
     p.send_signal(signal.SIGKILL); p.wait()
     assert not (run / "summary.json").exists()
     kept = {k: (run / k).read_bytes() for k in ("round_0/generations.jsonl", "round_0/scores.jsonl", "round_0/prompts.jsonl")}
     mtimes = {k: (run / k).stat().st_mtime_ns for k in kept}
-    r = _start(tmp_path / "b.yaml"); out2, err2 = r.communicate(timeout=600)
+    r = start(); out2, err2 = r.communicate(timeout=600)
     assert r.returncode == 0, err2[-2000:]
     assert {k: (run / k).stat().st_mtime_ns for k in kept} == mtimes        # finished records were not redone
     got = _artifacts(run)
@@ -222,21 +220,15 @@ BAD = [(["--sampling.checkpoints", "all"], "sampling.checkpoints"), (["--judge.s
 
 @pytest.mark.parametrize("extra,needle", BAD, ids=[" ".join(e) for e, _ in BAD])
 def test_bad_input_exit_2_names_the_field_writes_nothing(tmp_path, capsys, extra, needle):
-    from latent_lm.cli import main
-    d = tmp_path / "run"
-    try: rc = main(["alma", "run", "--config", str(TINY), "--run_dir", str(d), *extra])
-    except SystemExit as e: rc = e.code
-    err = capsys.readouterr().err
-    assert rc == 2, (rc, err[-1500:])
-    assert needle in err, err[-1500:]
-    assert not d.exists()
+    from test_rounds import check_rejected
+    check_rejected(["alma", "run", "--config", TINY, "--run_dir", tmp_path / "run", *extra], needle, tmp_path / "run", capsys)
 
 
-def test_bad_config_file_exit_2(tmp_path):
+def test_bad_config_file_exit_2(tmp_path, capsys):
+    from test_rounds import cli
     (tmp_path / "bad.yaml").write_text("task:\n  n_promts: 3\n")
-    r = subprocess.run([sys.executable, "-m", "latent_lm.cli", "alma", "run", "--config", str(tmp_path / "bad.yaml"), "--run_dir", str(tmp_path / "r")],
-                       capture_output=True, text=True, env=ENV)
-    assert r.returncode == 2 and "n_promts" in r.stderr and not (tmp_path / "r").exists()
+    rc, out, err = cli(["alma", "run", "--config", tmp_path / "bad.yaml", "--run_dir", tmp_path / "r"], capsys)
+    assert rc == 2 and "n_promts" in err and not (tmp_path / "r").exists()
 
 
 def test_judge_save_load_roundtrip(tmp_path):

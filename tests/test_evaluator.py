@@ -161,14 +161,8 @@ BAD = [
 
 @pytest.mark.parametrize("extra,needle", BAD, ids=[" ".join(e) for e, _ in BAD])
 def test_bad_config_exit_2_names_the_field_writes_nothing(tmp_path, capsys, extra, needle):
-    from latent_lm.cli import main
-    d = tmp_path / "run"
-    try: rc = main(["evaluator", "run", "--config", str(TINY), "--run_dir", str(d), *SHRINK, *extra])
-    except SystemExit as e: rc = e.code
-    err = capsys.readouterr().err
-    assert rc == 2, (rc, err[-1500:])
-    assert needle in err, err[-1500:]
-    assert not d.exists()
+    from test_rounds import check_rejected
+    check_rejected(["evaluator", "run", "--config", TINY, "--run_dir", tmp_path / "run", *SHRINK, *extra], needle, tmp_path / "run", capsys)
 
 
 def test_configs_load():
@@ -196,7 +190,7 @@ def _artifacts(d: Path) -> dict:
     out = {}
     for p in sorted(d.rglob("*")):
         rel = p.relative_to(d)
-        if not p.is_file() or rel.parts[0] in ("figures", "init_model_train") or "train" in rel.parts[:-1]: continue
+        if not p.is_file() or rel.parts[0] in ("figures", "init_model_train") or any(x == "train" or x.endswith(".train") for x in rel.parts[:-1]): continue
         if p.name.endswith(".lock") or p.name.startswith(".") or str(rel) == "config.json": continue   # config.json: the run_dir as given
         out[str(rel)] = p.read_bytes().replace(str(d).encode(), b"<RUN>")     # the run folder's own path appears in some records
     return out
@@ -204,10 +198,12 @@ def _artifacts(d: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
+    "The shrunk tiny config through the CLI, in this process (the kill test below runs it as a process)."
+    from test_rounds import cli
     d = tmp_path_factory.mktemp("evaluator") / "run"
-    r = subprocess.run(_args(d, ["--json"]), capture_output=True, text=True, env=ENV, timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
-    return d, json.loads(r.stdout)
+    rc, out, err = cli(_args(d, ["--json"])[3:])
+    assert rc == 0, err[-3000:]
+    return d, json.loads(out)
 
 
 def test_cli_tiny_run(tiny_run):
@@ -232,13 +228,14 @@ def test_cli_tiny_run(tiny_run):
     assert all(v in (-1, 0, 1) for v in j.judge(["Ada has 3 pens. Ada buys 2 more. How many pens does Ada have now?"], [["3 + 2 = 5\n#### 5", "3 + 2 = 6\n#### 6"]]))
 
 
-def test_cli_rerun_is_a_no_op_and_other_config_is_an_error(tiny_run):
+def test_cli_rerun_is_a_no_op_and_other_config_is_an_error(tiny_run, capsys):
+    from test_rounds import cli                                    # in this process: no second start-up
     d, s = tiny_run
     before = _artifacts(d)
-    r = subprocess.run(_args(d, ["--json"]), capture_output=True, text=True, env=ENV, timeout=900)
-    assert r.returncode == 0 and json.loads(r.stdout)["judges"] == s["judges"]
-    r = subprocess.run(_args(d, ["--sampling.temperature", "0.9"]), capture_output=True, text=True, env=ENV, timeout=900)
-    assert r.returncode == 2 and "sampling.temperature" in r.stderr, r.stderr[-2000:]
+    rc, out, err = cli(_args(d, ["--json"])[3:], capsys)
+    assert rc == 0 and json.loads(out)["judges"] == s["judges"], err[-2000:]
+    rc, out, err = cli(_args(d, ["--sampling.temperature", "0.9"])[3:], capsys)
+    assert rc == 2 and "sampling.temperature" in err, err[-2000:]
     assert _artifacts(d) == before
 
 
@@ -249,37 +246,41 @@ def test_resume_after_kill_is_identical(tiny_run, tmp_path):
     shutil.copytree(ref, d)                        # then undo the run down to a mid-round state, as a kill would leave it
     # a kill right after the round's judgements were scored: later stages and the rest of the run are gone
     for rel in ["round_0/selected.jsonl", "round_0/selected.jsonl.done", "round_0/selection.json", "round_0/model", "round_0/metrics.json",
-                "round_0/train", "eval/j1_test.jsonl", "eval/j1_test.jsonl.done", "eval/j1_transfer.jsonl", "eval/j1_transfer.jsonl.done",
+                "round_0/model.train", "eval/j1_test.jsonl", "eval/j1_test.jsonl.done", "eval/j1_transfer.jsonl", "eval/j1_transfer.jsonl.done",
                 "summary.json", "figures"]:
         p = d / rel
         if p.is_dir(): shutil.rmtree(p)
         elif p.exists(): p.unlink()
     gen_before = (d / "round_0" / "generations.jsonl").read_bytes()
-    # now a real SIGKILL in the middle of the SFT of round 0 (or wherever the run is after 5 s), then resume
-    p = subprocess.Popen(_args(d, ["--json"]), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    # now a real SIGKILL once the round's selection is committed (in its SFT), then resume; both processes are forked from this
+    # warm one (a real process, real signals, no interpreter start-up)
+    from test_rounds import forked_cli
+    start = forked_cli(_args(d, ["--json"])[3:], tmp_path / "logs", warm=[ref / "init_model"])
+    p = start()
     deadline = time.time() + 300
     while time.time() < deadline and p.poll() is None and not (d / "round_0" / "selected.jsonl.done").exists(): time.sleep(0.05)
     if p.poll() is None: p.send_signal(signal.SIGKILL)
     p.communicate(timeout=60)
-    r = subprocess.run(_args(d, ["--json"]), capture_output=True, text=True, env=ENV, timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
+    r = start(); out, err = r.communicate(timeout=900)
+    assert r.returncode == 0, err[-3000:]
     assert (d / "round_0" / "generations.jsonl").read_bytes() == gen_before        # finished records were not redone
     got = _artifacts(d)
     assert sorted(got) == sorted(expected)
     bad = [k for k in expected if got[k] != expected[k]]
     assert not bad, bad
-    assert json.loads(r.stdout)["judges"][1]["accuracy"] == s["judges"][1]["accuracy"]
+    assert json.loads(out)["judges"][1]["accuracy"] == s["judges"][1]["accuracy"]
 
 
-def test_dpo_stage_trains_after_sft(tmp_path):
+def test_dpo_stage_trains_after_sft(tmp_path, capsys):
     "select.dpo_pairs > 0: the iteration trains SFT on the kept judgements, then DPO + NLL from that SFT model on (agreeing, disagreeing) pairs."
+    from test_rounds import cli                                    # in this process; evaluation shrunk further: this test reads the training
     d = tmp_path / "run"
-    r = subprocess.run(_args(d, ["--select.dpo_pairs", "1", "--json"]), capture_output=True, text=True, env=ENV, timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
+    rc, out, err = cli(_args(d, ["--select.dpo_pairs", "1", "--pairs.n_test", "2", "--pairs.n_transfer", "2", "--json"])[3:], capsys)
+    assert rc == 0, err[-3000:]
     sel = [x for x in read_jsonl(d / "round_0" / "selected.jsonl")]
     dpo = [x for x in sel if x["kind"] == "dpo"]
     assert dpo and all(parse_judgement(x["chosen"]) == x["label"] and parse_judgement(x["rejected"]) != x["label"] for x in dpo)
-    assert (d / "round_0" / "sft" / "model" / "model.safetensors").exists()
+    assert (d / "round_0" / "sft" / "model" / "model.safetensors").exists() and not (d / "round_0" / "sft" / "model.train").exists()
     done = json.loads((d / "round_0" / "model" / "latent_lm_done.json").read_text())
     assert "dpo" in done                                                          # the DPO stage ran and is recorded in the done marker
     assert (d / "round_0" / "model" / "model.safetensors").read_bytes() != (d / "round_0" / "sft" / "model" / "model.safetensors").read_bytes()

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from latent_lm.core import RecordStore, resumable_map, key_seed, read_jsonl
 
-ENV = {**os.environ, "LATENT_LM_QUIET": "1", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore",
-       "JSONARGPARSE_DEPRECATION_WARNINGS": "off", "TRANSFORMERS_VERBOSITY": "error"}
+from test_rounds import FORK_ENV, Forked, cli_main as _cli     # Forked: a run forked from this warm process (no start-up per kill)
+ENV = {**os.environ, **FORK_ENV}
 
 
 def generate_cmd(d: Path, out: Path) -> list[str]:
@@ -15,37 +15,6 @@ def generate_cmd(d: Path, out: Path) -> list[str]:
     return [sys.executable, "-m", entry, "generate", "--model", str(d / "model"), "--prompts", str(d / "prompts.jsonl"),
             "--n", "3", "--temperature", "1.0", "--top_p", "0.95", "--max_new_tokens", "12", "--batch_size", "4",
             "--seed", "5", "--out", str(out)]
-
-
-class Forked:
-    """A child process forked from this (warm) test process that runs `latent_lm.cli.main(argv)` or `fn(*args)`: a real
-    process, killed by real signals, without paying the interpreter's start-up (imports, ~5 s on a busy machine) per kill."""
-    def __init__(self, err: Path, fn, *args):
-        import multiprocessing as mp
-        self.err = err
-        self.p = mp.get_context("fork").Process(target=_child, args=(str(err), fn, args), daemon=True)
-        self.p.start()
-    def poll(self): return None if self.p.is_alive() else self.p.exitcode
-    def send_signal(self, sig): os.kill(self.p.pid, sig)
-    def communicate(self, timeout=None):
-        self.p.join(timeout)
-        return None, self.err.read_text(errors="replace") if self.err.exists() else ""
-    @property
-    def returncode(self): return self.p.exitcode
-
-
-def _child(err, fn, args):
-    import torch
-    torch.set_num_threads(1)                              # no OpenMP pool inherited across the fork
-    fd = os.open(err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644); os.dup2(fd, 2); os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
-    os.environ.update(ENV)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    sys.exit(fn(*args) or 0)
-
-
-def _cli(argv):
-    from latent_lm.cli import main
-    return main(argv)
 
 
 def _files(out: Path) -> list[Path]:

@@ -68,6 +68,94 @@ def _files(d: Path) -> dict:
             if p.is_file() and not p.name.endswith(".lock") and not (p.name.startswith(".") and ".tmp" in p.name)}
 
 
+def cli(argv: list, capsys=None) -> tuple:
+    """`latent-lm <argv>` in this process (the one CLI, `latent_lm.cli.main`), on one thread: `(exit status, stdout, stderr)`, read through
+    pytest's `capsys` or, without it (a module fixture), through redirected streams. Cheaper than a subprocess, which pays the
+    imports again; the method tests use it for reruns, rejected configs and reference runs."""
+    import contextlib, io, torch
+    from latent_lm.cli import main
+    if capsys is not None: capsys.readouterr()
+    o, e, threads = io.StringIO(), io.StringIO(), torch.get_num_threads()
+    with contextlib.ExitStack() as st:
+        if capsys is None: st.enter_context(contextlib.redirect_stdout(o)); st.enter_context(contextlib.redirect_stderr(e))
+        torch.set_num_threads(1)               # as a CLI process under ENV (OMP_NUM_THREADS=1): the same floating-point sums, bit for bit
+        try: rc = main([str(a) for a in argv])
+        except SystemExit as ex: rc = ex.code
+        finally: torch.set_num_threads(threads)
+    out, err = capsys.readouterr() if capsys is not None else (o.getvalue(), e.getvalue())
+    return rc, out, err
+
+
+def check_rejected(argv: list, needle: str, run_dir: Path, capsys) -> None:
+    "`latent-lm <argv>` (in this process) is refused: exit status 2, a message that contains `needle`, nothing written to `run_dir`."
+    rc, out, err = cli(argv, capsys)
+    assert rc == 2, (rc, err[-1500:])
+    assert needle in err, err[-1500:]
+    assert not Path(run_dir).exists(), "a rejected config must write nothing"
+
+
+class Forked:
+    """A child process forked from this (warm) test process that runs `fn(*args)` (e.g. `latent_lm.cli.main(argv)`): a real
+    process, killed by real signals, without paying the interpreter's start-up (imports, ~5 s on a busy machine) per kill.
+    Its stderr goes to the file `err`, its stdout to the file `out` (or nowhere); `communicate` reads them back and, like
+    `subprocess.Popen.communicate`, raises `TimeoutExpired` while the child still runs."""
+    def __init__(self, err: Path, fn, *args, out: Path | None = None):
+        import multiprocessing as mp
+        self.err, self.out = Path(err), None if out is None else Path(out)
+        self.p = mp.get_context("fork").Process(target=_child, args=(str(err), None if out is None else str(out), fn, args), daemon=True)
+        self.p.start()
+    def poll(self): return None if self.p.is_alive() else self.p.exitcode
+    def send_signal(self, sig): os.kill(self.p.pid, sig)
+    def wait(self, timeout=None): self.p.join(timeout); return self.p.exitcode
+    def communicate(self, timeout=None):
+        self.p.join(timeout)
+        if self.p.is_alive(): raise subprocess.TimeoutExpired(f"forked {self.p.pid}", timeout)
+        read = lambda f: f.read_text(errors="replace") if f is not None and f.exists() else ""
+        return (read(self.out) if self.out is not None else None), read(self.err)
+    @property
+    def returncode(self): return self.p.exitcode
+
+
+FORK_ENV = {"LATENT_LM_QUIET": "1", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore",
+            "JSONARGPARSE_DEPRECATION_WARNINGS": "off", "TRANSFORMERS_VERBOSITY": "error"}
+
+
+def _child(err, out, fn, args):
+    import torch
+    torch.set_num_threads(1)                              # no OpenMP pool inherited across the fork
+    fd = os.open(err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644); os.dup2(fd, 2)
+    os.dup2(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644) if out else os.open(os.devnull, os.O_WRONLY), 1)
+    sys.stdout = open(1, "w", closefd=False); sys.stderr = open(2, "w", closefd=False)   # not pytest's capture of the parent's streams
+    os.environ.update(FORK_ENV)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    rc = fn(*args)
+    sys.stdout.flush(); sys.stderr.flush()
+    sys.exit(rc if isinstance(rc, int) else 0)
+
+
+def cli_main(argv):
+    "`latent_lm.cli.main(argv)`, as a `Forked` target."
+    from latent_lm.cli import main
+    return main([str(a) for a in argv])
+
+
+def forked_cli(argv: list, folder: Path, warm=()):
+    """A `start()` for `kill_and_resume`: each call forks a `latent_lm.cli.main(argv)` from this process (stdout and stderr to
+    files in `folder`). `warm`: model folders to load once first, so that the children inherit every import a run needs."""
+    import itertools
+    from latent_lm.lm import load_lm
+    from latent_lm.registry import methods
+    import latent_lm.train, latent_lm.prefs, lightning.pytorch                  # train_round's imports
+    methods(layers=True)                                                         # the CLI imports every method's app module
+    for m in warm: load_lm(m)                                                    # the model classes
+    n, folder = itertools.count(), Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    def start():
+        i = next(n)
+        return Forked(folder / f"err{i}.txt", cli_main, list(argv), out=folder / f"out{i}.txt")
+    return start
+
+
 def lock_held(path: Path) -> bool:
     "Whether another process holds the advisory lock on `path` (the run folder's lock: the run is past its imports)."
     import fcntl
@@ -167,10 +255,60 @@ def test_rounds_rerun_with_other_config_is_an_error(tmp_path):
 
 
 def test_rounds_second_process_is_locked_out(tmp_path):
-    a = _start(tmp_path / "run", tmp_path / "log")
-    deadline = time.time() + 60
-    while time.time() < deadline and not (tmp_path / "run" / "fingerprint.json").exists(): time.sleep(0.05)
-    b = _start(tmp_path / "run", tmp_path / "log2"); out, err = b.communicate(timeout=120)
-    a.communicate(timeout=300)
-    assert b.returncode == 2 and "in use by another process" in err, err
-    assert a.returncode == 0
+    """While a run holds its folder (here this process does, through `RoundLoop.hold`, for as long as the second process needs:
+    no race with a first run that might end before the second has started), a second process is refused and writes nothing;
+    once the folder is free, the same command runs."""
+    from latent_lm.rounds import RoundLoop
+    d = tmp_path / "run"
+    holder = RoundLoop(d, "init", 3, *([lambda *a: []] * 4), config={"target": 10.0})      # the script's fingerprint
+    with holder.hold():
+        before = _files(d)
+        b = _start(d, tmp_path / "log"); out, err = b.communicate(timeout=300)
+        assert b.returncode == 2 and "in use by another process" in err, err
+        assert _files(d) == before and not (tmp_path / "log").exists()
+    b = _start(d, tmp_path / "log"); out, err = b.communicate(timeout=300)
+    assert b.returncode == 0, err
+
+
+def _train(m0, out, n, epochs):
+    "`train_round` of `n` preference pairs for `epochs` epochs (batches of 4), in this process or a forked one."
+    from latent_lm.rounds import train_round, TrainConfig
+    pairs = [{"prompt": f"{i}+1=", "chosen": str(i + 1), "rejected": str(i), "weight": 1.0} for i in range(n)]
+    return train_round(m0, pairs, out, TrainConfig(lr=1e-2, epochs=epochs, batch_size=4), kind="dpo", seed=1)
+
+
+def _weights(d):
+    from safetensors.torch import load_file
+    return load_file(str(Path(d) / "model.safetensors"))
+
+
+def test_train_round_outputs_under_one_parent_keep_their_own_checkpoints(tmp_path):
+    """Two `train_round` outputs in one folder, the first SIGKILLed mid-training: the second trains from step 0 (it does not
+    resume the first's checkpoint), and the first, rerun, resumes its own checkpoint and ends with the weights of an uninterrupted run."""
+    import torch
+    from latent_lm.lm import tiny_lm
+    from latent_lm.rounds import checkpoint_dir
+    m0 = tmp_path / "m0"
+    m, tok = tiny_lm(d_model=16, n_layers=1, n_heads=2, seed=0); m.save_pretrained(m0); tok.save_pretrained(m0)
+    parent = tmp_path / "round_0"
+    a, b = parent / "model", parent / "sft"
+    ck = checkpoint_dir(a) / "checkpoints"
+    import latent_lm.train, latent_lm.prefs, lightning.pytorch        # imported here once: the forked training starts at once
+    p = Forked(tmp_path / "err.txt", _train, m0, a, 8, 20)
+    t0 = time.time()
+    while not [c for c in ck.glob("epoch=*.ckpt") if not c.name.startswith("epoch=0-")] and p.poll() is None and time.time() - t0 < 300:
+        time.sleep(0.02)
+    p.send_signal(signal.SIGKILL); out, err = p.communicate(timeout=60)
+    assert p.returncode == -signal.SIGKILL, f"the training ended before it was killed: {err[-2000:]}"
+    assert not (a / "config.json").exists() and list(ck.glob("*.ckpt")), "killed mid-training: checkpoints, no model"
+    before = {c.name: c.stat().st_mtime_ns for c in ck.iterdir()}
+    info_b = _train(m0, b, 4, 3)                                         # 1 step per epoch: 3 steps from step 0
+    assert info_b["steps"] == 3, info_b
+    assert {c.name: c.stat().st_mtime_ns for c in ck.iterdir()} == before, "the second training touched the first's checkpoints"
+    ref_b = _train(m0, tmp_path / "alone" / "sft", 4, 3)
+    assert all(torch.equal(v, _weights(tmp_path / "alone" / "sft")[k]) for k, v in _weights(b).items()), "the second training is not a fresh one"
+    info_a = _train(m0, a, 8, 20)                                        # resumes its own checkpoint
+    ref_a = _train(m0, tmp_path / "alone" / "model", 8, 20)
+    assert info_a["steps"] == ref_a["steps"] == 40, (info_a, ref_a)
+    wa, wr = _weights(a), _weights(tmp_path / "alone" / "model")
+    assert all(torch.equal(v, wr[k]) for k, v in wa.items()), "the resumed training does not end where an uninterrupted one does"

@@ -142,27 +142,32 @@ def _cli(run_dir, extra=(), env=None):
     return subprocess.run(_args(run_dir, extra), capture_output=True, text=True, env=env or ENV, timeout=900)
 
 
-def _start(run_dir, extra=()):
-    return subprocess.Popen(_args(run_dir, extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+def _start(run_dir, extra=(), env=None):
+    return subprocess.Popen(_args(run_dir, extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env or ENV)
+
+
+RUN = ["--json", "--model.pretrain_steps", "8", "--model.eval_every", "4"]     # a short M0: the rounds get most of the crash test's kills
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
+    """One run of the shrunk tiny config, timed stage by stage: what the CLI tests read, and the crash test's uninterrupted reference
+    (one run serves both). Progress is on: stdout must still be pure JSON."""
+    from test_rounds import timed_run
     d = tmp_path_factory.mktemp("scpo") / "run"
-    r = _cli(d, ["--json"], env={**ENV, "LATENT_LM_QUIET": "0"})         # progress on: stdout must still be pure JSON
-    assert r.returncode == 0, r.stderr[-3000:]
-    return d, json.loads(r.stdout)
+    out, work, timeline = timed_run(lambda: _start(d, RUN, env={**ENV, "LATENT_LM_QUIET": "0"}), d / ".lock", lambda: _stage(d))
+    return d, json.loads(out), work, timeline
 
 
 def test_cli_tiny_config_runs(tiny_run):
-    d, s = tiny_run
+    d, s = tiny_run[:2]
     assert [m["model"] for m in s["models"]] == ["M0", "M1", "M2"]
     for m in s["models"]:
         assert 0 <= m["greedy_accuracy"] <= 1 and m["n_test"] == 16
     for k in (0, 1):
         rd = d / f"round_{k}"
         assert (rd / "model" / "config.json").exists() and (rd / "model" / "latent_lm_done.json").exists()
-        assert not (rd / "train" / "checkpoints").exists()                  # deleted once the round's marker is written
+        assert not (rd / "model.train").exists()                  # deleted once the round's marker is written
         assert len(read_jsonl(rd / "generations.jsonl")) >= 16 * 4
         sel = read_jsonl(rd / "selected.jsonl")
         assert sel and all(0 < r["weight"] <= 1 for r in sel)
@@ -179,13 +184,14 @@ def test_cli_tiny_config_runs(tiny_run):
     assert cfg["task"]["n_train"] == 16 and cfg["run_dir"] == str(d)
 
 
-def test_cli_rerun_is_a_no_op_and_other_config_is_an_error(tiny_run):
-    d, s = tiny_run
+def test_cli_rerun_is_a_no_op_and_other_config_is_an_error(tiny_run, capsys):
+    from test_rounds import cli                                    # in this process: no second start-up
+    d, s = tiny_run[:2]
     before = {p: p.read_bytes() for p in d.rglob("*.json*")}
-    r = _cli(d, ["--json"])
-    assert r.returncode == 0 and json.loads(r.stdout)["models"] == s["models"]
-    r = _cli(d, ["--sampling.temperature", "0.9"])
-    assert r.returncode == 2 and "sampling.temperature: 0.7 -> 0.9" in r.stderr, r.stderr[-2000:]
+    rc, out, err = cli(_args(d, RUN)[3:], capsys)
+    assert rc == 0 and json.loads(out)["models"] == s["models"], err[-2000:]
+    rc, out, err = cli(_args(d, ["--sampling.temperature", "0.9"])[3:], capsys)
+    assert rc == 2 and "sampling.temperature: 0.7 -> 0.9" in err, err[-2000:]
     assert {p: p.read_bytes() for p in d.rglob("*.json*")} == before      # config.json and every record untouched
 
 
@@ -217,14 +223,8 @@ BAD = [  # (extra arguments, text the message must contain)
 @pytest.mark.parametrize("extra,needle", BAD, ids=[" ".join(e) for e, _ in BAD])
 def test_bad_input_exit_2_names_the_field_writes_nothing(tmp_path, capsys, extra, needle):
     "In-process, through the one CLI (`latent-lm scpo run`; test_bad_paths runs it as a process)."
-    from latent_lm.cli import main
-    d = tmp_path / "run"
-    try: rc = main(["scpo", "run", "--config", str(TINY), "--run_dir", str(d), *SHRINK, *extra])
-    except SystemExit as e: rc = e.code
-    err = capsys.readouterr().err
-    assert rc == 2, (rc, err[-1500:])
-    assert needle in err, err[-1500:]
-    assert not d.exists(), "a rejected config must write nothing"
+    from test_rounds import check_rejected
+    check_rejected(["scpo", "run", "--config", TINY, "--run_dir", tmp_path / "run", *SHRINK, *extra], needle, tmp_path / "run", capsys)
 
 
 def test_bad_paths(tmp_path):
@@ -249,12 +249,15 @@ def test_registry_cli_routes_bad_input(tmp_path):
 
 # ---------------------------------------------------------------- crash points: kill anywhere, resume, byte-identical
 
+def _training(parts) -> bool: return any(x == "train" or x.endswith(".train") for x in parts)   # checkpoints, logs: deleted when done
+
+
 def _artifacts(d: Path) -> dict:
     "The run's outputs by relative path: records, selections, metrics, summary and model weights (not training logs, locks or temp files)."
     out = {}
     for p in sorted(d.rglob("*")):
         rel = p.relative_to(d)
-        if not p.is_file() or rel.parts[0] in ("figures", "init_model_train") or "train" in rel.parts[:-1]: continue
+        if not p.is_file() or rel.parts[0] in ("figures", "init_model_train") or _training(rel.parts[:-1]): continue
         if p.name.endswith(".lock") or (p.name.startswith(".") and ".tmp" in p.name): continue
         out[str(rel)] = p.read_bytes()
     return out
@@ -267,19 +270,19 @@ STAGES = ["init_model/latent_lm_done.json", "eval/m0.jsonl", "round_0/generation
 
 def _stage(d: Path) -> tuple:
     "How far a run got, as an ordered key: (how many of `STAGES` exist, bytes of records committed)."
-    return (sum((d / s).exists() for s in STAGES), sum(p.stat().st_size for p in d.glob("**/*.jsonl") if "train" not in p.parts))
+    return (sum((d / s).exists() for s in STAGES), sum(p.stat().st_size for p in d.glob("**/*.jsonl") if not _training(p.parts)))
 
 
 @pytest.mark.parametrize("n_kills", [4, pytest.param(20, marks=pytest.mark.slow)])
-def test_scpo_crash_points_are_byte_identical(tmp_path, n_kills):
-    from test_rounds import kill_and_resume, timed_run
-    d, extra = tmp_path / "run", ["--json", "--model.pretrain_steps", "8", "--model.eval_every", "4"]   # a short M0: the rounds get most kills
-    out, work, timeline = timed_run(lambda: _start(d, extra), d / ".lock", lambda: _stage(d))
+def test_scpo_crash_points_are_byte_identical(tiny_run, tmp_path, n_kills):
+    "Killed (SIGKILL, SIGINT) at points spread over the pipeline and resumed each time, a run ends byte-identical to the module's uninterrupted run."
+    from test_rounds import kill_and_resume, forked_cli
+    d, s, work, timeline = tiny_run
     expected = _artifacts(d)
     assert any(k.endswith("model.safetensors") for k in expected) and "summary.json" in expected
-    shutil.move(d, tmp_path / "ref")                          # same path for the crashed run: paths appear in the summary
-    out2, kills = kill_and_resume(lambda: _start(d, extra), d / ".lock", n_kills=n_kills, timeline=timeline, span=work, seed=n_kills,
-                                  stage=lambda: _stage(d))
+    start = forked_cli(_args(d, RUN)[3:], tmp_path / "logs", warm=[d / "init_model"])   # restarts forked from this warm process
+    shutil.move(d, tmp_path / "ref")                          # the same path for the crashed run (paths appear in the summary)
+    out2, kills = kill_and_resume(start, d / ".lock", n_kills=n_kills, timeline=timeline, span=work, seed=n_kills, stage=lambda: _stage(d))
     print(f"kills ({len(kills)}):", kills)
     assert len(kills) >= max(3, n_kills // 2), f"only {len(kills)} kills landed: {kills}"
     assert len({k[0] for k in kills}) >= min(4, max(2, n_kills // 3)), f"the kills did not spread over the pipeline: {kills}"
@@ -287,4 +290,4 @@ def test_scpo_crash_points_are_byte_identical(tmp_path, n_kills):
     assert sorted(got) == sorted(expected)
     bad = [k for k in expected if got[k] != expected[k]]
     assert not bad, f"differ after kills {kills}: {bad}"
-    assert json.loads(out2)["models"] == json.loads(out)["models"]
+    assert json.loads(out2)["models"] == s["models"]

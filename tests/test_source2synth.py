@@ -142,10 +142,12 @@ def _cli(run_dir, extra=()):
 
 @pytest.fixture(scope="module")
 def cli_run(tmp_path_factory):
+    "The shrunk tiny config through the CLI, in this process (the slow SIGKILL test runs it as a process)."
+    from test_rounds import cli
     d = tmp_path_factory.mktemp("s2s") / "run"
-    r = _cli(d, ["--json"])
-    assert r.returncode == 0, r.stderr[-3000:]
-    return d, json.loads(r.stdout)
+    rc, out, err = cli(["source2synth", "run", "--config", TINY, "--run_dir", d, *SHRINK, "--json"])
+    assert rc == 0, err[-3000:]
+    return d, json.loads(out)
 
 
 def test_cli_runs_the_tiny_config(cli_run):
@@ -159,14 +161,16 @@ def test_cli_runs_the_tiny_config(cli_run):
     AutoModelForCausalLM.from_pretrained(d / "llm_curated" / "model")
 
 
-def test_cli_rerun_resumes_and_other_settings_are_refused(cli_run):
+def test_cli_rerun_resumes_and_other_settings_are_refused(cli_run, capsys):
+    from test_rounds import cli                                    # in this process: no second start-up
     d, s = cli_run
+    argv = ["source2synth", "run", "--config", TINY, "--run_dir", d, *SHRINK]
     before = (d / "synth.jsonl").read_bytes()
-    r = _cli(d, ["--json"])
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert json.loads(r.stdout)["exact_match"] == s["exact_match"] and (d / "synth.jsonl").read_bytes() == before
-    r = _cli(d, ["--synth.noise", "0.1"])
-    assert r.returncode == 2 and "synth.noise" in r.stderr, r.stderr[-2000:]
+    rc, out, err = cli([*argv, "--json"], capsys)
+    assert rc == 0, err[-2000:]
+    assert json.loads(out)["exact_match"] == s["exact_match"] and (d / "synth.jsonl").read_bytes() == before
+    rc, out, err = cli([*argv, "--synth.noise", "0.1"], capsys)
+    assert rc == 2 and "synth.noise" in err, err[-2000:]
 
 
 BAD = [(["--synth.noise", "1.5"], "synth.noise"), (["--curate.k", "0"], "curate.k"), (["--source.tables", "/no/such/tables"], "source.tables"),
@@ -176,14 +180,8 @@ BAD = [(["--synth.noise", "1.5"], "synth.noise"), (["--curate.k", "0"], "curate.
 
 @pytest.mark.parametrize("extra,needle", BAD, ids=[" ".join(e) for e, _ in BAD])
 def test_bad_input_exit_2_names_the_field_writes_nothing(tmp_path, capsys, extra, needle):
-    from latent_lm.cli import main
-    d = tmp_path / "run"
-    try: rc = main(["source2synth", "run", "--config", str(TINY), "--run_dir", str(d), *SHRINK, *extra])
-    except SystemExit as e: rc = e.code
-    err = capsys.readouterr().err
-    assert rc == 2, (rc, err[-1500:])
-    assert needle in err, err[-1500:]
-    assert not d.exists()
+    from test_rounds import check_rejected
+    check_rejected(["source2synth", "run", "--config", TINY, "--run_dir", tmp_path / "run", *SHRINK, *extra], needle, tmp_path / "run", capsys)
 
 
 # ---------------------------------------------------------------- resume

@@ -205,14 +205,8 @@ BAD = [
 
 @pytest.mark.parametrize("extra,needle", BAD, ids=[" ".join(e) for e, _ in BAD])
 def test_bad_input_exit_2_names_the_field_writes_nothing(tmp_path, capsys, extra, needle):
-    from latent_lm.cli import main
-    d = tmp_path / "run"
-    try: rc = main(["thought", "run", "--config", str(TINY), "--run_dir", str(d), *SHRINK, *extra])
-    except SystemExit as e: rc = e.code
-    err = capsys.readouterr().err
-    assert rc == 2, (rc, err[-1500:])
-    assert needle in err, err[-1500:]
-    assert not d.exists(), "a rejected config must write nothing"
+    from test_rounds import check_rejected
+    check_rejected(["thought", "run", "--config", TINY, "--run_dir", tmp_path / "run", *SHRINK, *extra], needle, tmp_path / "run", capsys)
 
 
 def test_bad_config_file_exit_2(tmp_path):
@@ -238,14 +232,16 @@ def _start(run_dir, extra=()):
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
+    "One run of the shrunk tiny config, timed stage by stage: what the CLI tests read, and the crash test's uninterrupted reference."
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_rounds import timed_run
     d = tmp_path_factory.mktemp("thought") / "run"
-    r = _cli(d, ["--json"])
-    assert r.returncode == 0, r.stderr[-3000:]
-    return d, json.loads(r.stdout)
+    out, work, timeline = timed_run(lambda: _start(d, ["--json"]), d / ".lock", lambda: _stage(d))
+    return d, json.loads(out), work, timeline
 
 
 def test_cli_tiny_run(tiny_run):
-    d, s = tiny_run
+    d, s = tiny_run[:2]
     assert sorted(s["arms"]) == ["direct", "thought"]
     for arm, a in s["arms"].items():
         assert [m["model"] for m in a["models"]] == ["M0", "M1"]
@@ -253,7 +249,7 @@ def test_cli_tiny_run(tiny_run):
             assert set(m["eval"]) == {"sums", "lookup", "all"} and m["eval"]["all"]["n"] == 12
             assert 0 <= m["eval"]["all"]["accuracy"] <= 1 and 0 <= m["eval"]["all"]["win_rate"] <= 1
         rd = d / arm / "round_0"
-        assert (rd / "model" / "latent_lm_done.json").exists() and not (rd / "train" / "checkpoints").exists()
+        assert (rd / "model" / "latent_lm_done.json").exists() and not (rd / "model.train").exists()
         scored = read_jsonl(rd / "scores.jsonl")
         assert len(scored) == 12 * 4
         for p in read_jsonl(rd / "selected.jsonl"):                       # pairs are full outputs of the same prompt
@@ -265,21 +261,25 @@ def test_cli_tiny_run(tiny_run):
     assert (d / "figures" / "iterations.png").stat().st_size > 1000 and (d / "figures" / "example.png").stat().st_size > 1000
 
 
-def test_cli_rerun_is_a_no_op_and_other_config_is_an_error(tiny_run):
-    d, s = tiny_run
+def test_cli_rerun_is_a_no_op_and_other_config_is_an_error(tiny_run, capsys):
+    from test_rounds import cli                                    # in this process: no second start-up
+    d, s = tiny_run[:2]
     before = {p: p.read_bytes() for p in d.rglob("*.json*")}
-    r = _cli(d, ["--json"])
-    assert r.returncode == 0 and json.loads(r.stdout)["arms"] == s["arms"]
-    r = _cli(d, ["--judge.rho", "0.3"])
-    assert r.returncode == 2 and "judge.rho" in r.stderr, r.stderr[-2000:]
+    rc, out, err = cli(_args(d, ["--json"])[3:], capsys)
+    assert rc == 0 and json.loads(out)["arms"] == s["arms"], err[-2000:]
+    rc, out, err = cli(_args(d, ["--judge.rho", "0.3"])[3:], capsys)
+    assert rc == 2 and "judge.rho" in err, err[-2000:]
     assert {p: p.read_bytes() for p in d.rglob("*.json*")} == before
+
+
+def _training(parts) -> bool: return any(x == "train" or x.endswith(".train") for x in parts)   # checkpoints, logs: deleted when done
 
 
 def _artifacts(d: Path) -> dict:
     out = {}
     for p in sorted(d.rglob("*")):
         rel = p.relative_to(d)
-        if not p.is_file() or rel.parts[0] in ("figures", "init_model_train") or "train" in rel.parts[:-1]: continue
+        if not p.is_file() or rel.parts[0] in ("figures", "init_model_train") or _training(rel.parts[:-1]): continue
         if p.name.endswith(".lock") or (p.name.startswith(".") and ".tmp" in p.name): continue
         out[str(rel)] = p.read_bytes()
     return out
@@ -291,28 +291,27 @@ STAGES = ["init_model/latent_lm_done.json", "reference.jsonl", "thought/eval/m0.
 
 
 def _stage(d: Path) -> tuple:
-    return (sum((d / s).exists() for s in STAGES), sum(p.stat().st_size for p in d.glob("**/*.jsonl") if "train" not in p.parts))
+    return (sum((d / s).exists() for s in STAGES), sum(p.stat().st_size for p in d.glob("**/*.jsonl") if not _training(p.parts)))
 
 
-@pytest.mark.timeout(3000)                  # a loaded machine: the reference run and every restart pay model training again
+@pytest.mark.timeout(3000)                  # a loaded machine: a restart killed in the seed model's training pays it again
 @pytest.mark.parametrize("n_kills", [3, pytest.param(12, marks=pytest.mark.slow)])
-def test_thought_resume_after_kills_is_byte_identical(tmp_path, n_kills):
-    sys.path.insert(0, str(ROOT / "tests"))
-    from test_rounds import kill_and_resume, timed_run
-    d, extra = tmp_path / "run", ["--json"]
-    out, work, timeline = timed_run(lambda: _start(d, extra), d / ".lock", lambda: _stage(d))
+def test_thought_resume_after_kills_is_byte_identical(tiny_run, tmp_path, n_kills):
+    "Killed at points spread over the pipeline and resumed each time, a run ends byte-identical to the module's uninterrupted run."
+    from test_rounds import kill_and_resume, forked_cli
+    d, s, work, timeline = tiny_run
     expected = _artifacts(d)
     assert any(k.endswith("model.safetensors") for k in expected) and "summary.json" in expected
+    start = forked_cli(_args(d, ["--json"])[3:], tmp_path / "logs", warm=[d / "init_model"])   # restarts forked from this warm process
     shutil.move(d, tmp_path / "ref")
-    out2, kills = kill_and_resume(lambda: _start(d, extra), d / ".lock", n_kills=n_kills, timeline=timeline, span=work, seed=n_kills,
-                                  stage=lambda: _stage(d))
+    out2, kills = kill_and_resume(start, d / ".lock", n_kills=n_kills, timeline=timeline, span=work, seed=n_kills, stage=lambda: _stage(d))
     print(f"kills ({len(kills)}):", kills)
     assert len(kills) >= max(2, n_kills // 2), f"only {len(kills)} kills landed: {kills}"
     got = _artifacts(d)
     assert sorted(got) == sorted(expected)
     bad = [k for k in expected if got[k] != expected[k]]
     assert not bad, f"differ after kills {kills}: {bad}"
-    assert json.loads(out2)["arms"] == json.loads(out)["arms"]
+    assert json.loads(out2)["arms"] == s["arms"]
 
 
 def test_pairwise_mode_select_uses_elo_of_responses(tmp_path):

@@ -22,20 +22,18 @@ __all__ = ['LPOConfig', 'AdaptiveEvalConfig', 'evaluate_head', 'save_figures', '
            'main', 'tour']
 
 # %% ../../nbs/33_adaptive_app.ipynb #4c8a017b
-try: from latent_lm.registry import Method, Verb, register
-except ImportError: register = None                     # the registry is not there yet: the functions below still work
+from ..registry import Method, Verb, register
 
-if register is not None:
-    register(Method(
-        name="adaptive", title="Adaptive decoding / LPO",
-        summary="a head that picks the sampling temperature per token or per prompt, trained with Latent Preference Optimization",
-        paper="Adaptive Decoding via Latent Preference Optimization", arxiv="2411.09661",
-        notebooks={"30_adaptive_head": "head", "31_adaptive_lpo": "LPO", "32_adaptive_suite": "mixed suite", "33_adaptive_app": "app"},
-        verbs={"fit": Verb("sample with the head, score, pair, train the head with LPO, evaluate (resumable)", fn="latent_lm.adaptive.app:fit"),
-               "generate": Verb("generate with a trained head: prompts -> JSONL with per-token temperatures", fn="latent_lm.adaptive.app:generate")},
-        tour="latent_lm.adaptive.app:tour",
-        configs=["configs/adaptive/tiny.yaml", "configs/adaptive/paper.yaml"],
-        bench="bench/adaptive.py"))
+register(Method(
+    name="adaptive", title="Adaptive decoding / LPO",
+    summary="a head that picks the sampling temperature per token or per prompt, trained with Latent Preference Optimization",
+    paper="Adaptive Decoding via Latent Preference Optimization", arxiv="2411.09661",
+    notebooks={"30_adaptive_head": "head", "31_adaptive_lpo": "LPO", "32_adaptive_suite": "mixed suite", "33_adaptive_app": "app"},
+    verbs={"fit": Verb("sample with the head, score, pair, train the head with LPO, evaluate (resumable)", fn="latent_lm.adaptive.app:fit"),
+           "generate": Verb("generate with a trained head: prompts -> JSONL with per-token temperatures", fn="latent_lm.adaptive.app:generate")},
+    tour="latent_lm.adaptive.app:tour",
+    configs=["configs/adaptive/tiny.yaml", "configs/adaptive/paper.yaml"],
+    bench="bench/adaptive.py"))
 
 # %% ../../nbs/33_adaptive_app.ipynb #99260a32
 @dataclass

@@ -9,26 +9,24 @@ from __future__ import annotations
 import sys, json as _json, shutil, contextlib, tempfile
 from pathlib import Path
 from ..core import LatentLMError, check, atomic_write_json, read_jsonl
-from ..rounds import TrainConfig
+from ..rounds import TrainConfig, run_pipeline
 from .run import (ALMAConfig, ALMATaskConfig, BaseConfig, ResponseConfig, JudgeConfig, PolicyEvalConfig, ALMARun, load_config)
 
 # %% auto #0
 __all__ = ['plot_judge_scores', 'plot_rounds', 'save_figures', 'format_summary', 'run', 'main', 'tour', 'load_yaml_config']
 
 # %% ../../nbs/88_alma_app.ipynb #68e2b40f
-try: from latent_lm.registry import Method, Verb, register
-except ImportError: register = None
+from ..registry import Method, Verb, register
 
-if register is not None:
-    register(Method(
-        name="alma", title="ALMA",
-        summary="multi-round self-bootstrapped alignment: prompt synthesis, multi-checkpoint responses, judge enhancement",
-        paper="ALMA: Alignment with Minimal Annotation", arxiv="2412.04305",
-        notebooks={"85_alma_data": "data", "86_alma_judge": "judge", "87_alma_run": "rounds", "88_alma_app": "app"},
-        verbs={"run": Verb("run (or resume) the ALMA rounds from a YAML config", fn="latent_lm.alma.app:run")},
-        tour="latent_lm.alma.app:tour",
-        configs=["configs/alma/tiny.yaml", "configs/alma/paper.yaml"],
-        bench="bench/alma.py"))
+register(Method(
+    name="alma", title="ALMA",
+    summary="multi-round self-bootstrapped alignment: prompt synthesis, multi-checkpoint responses, judge enhancement",
+    paper="ALMA: Alignment with Minimal Annotation", arxiv="2412.04305",
+    notebooks={"85_alma_data": "data", "86_alma_judge": "judge", "87_alma_run": "rounds", "88_alma_app": "app"},
+    verbs={"run": Verb("run (or resume) the ALMA rounds from a YAML config", fn="latent_lm.alma.app:run")},
+    tour="latent_lm.alma.app:tour",
+    configs=["configs/alma/tiny.yaml", "configs/alma/paper.yaml"],
+    bench="bench/alma.py"))
 
 # %% ../../nbs/88_alma_app.ipynb #731c81f2
 def plot_judge_scores(rows: list[dict], ax=None, title: str = "Judge scores on held-out pairs"):
@@ -117,15 +115,8 @@ def run(run_dir: str = "runs/alma", rounds: int = 3, seed: int = 0, method: str 
     """
     cfg = ALMAConfig(run_dir, rounds, seed, method, shared_dir, task, base, sft, sampling, judge, dpo, eval).check()
     from latent_lm.core import check_output_dir
-    check_output_dir(run_dir, "run_dir")
     if shared_dir: check_output_dir(shared_dir, "shared_dir")
-    out = sys.stdout
-    with contextlib.redirect_stdout(sys.stderr):
-        s = ALMARun(cfg, overwrite=overwrite).run()
-        s["figures"] = [str(p) for p in save_figures(cfg.run_dir, s, cfg.shared)]
-        atomic_write_json(Path(cfg.run_dir) / "summary.json", s)
-    print(_json.dumps(s, indent=2) if json else format_summary(s), file=out, flush=True)
-    return 0
+    return run_pipeline(run_dir, lambda: ALMARun(cfg, overwrite=overwrite).run(), lambda s: save_figures(cfg.run_dir, s, cfg.shared), format_summary, json)
 
 def main(argv: list[str] | None = None) -> int:
     "`python -m latent_lm.alma.app ...`: the same as `latent-lm alma run ...`."

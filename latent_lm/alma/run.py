@@ -6,15 +6,16 @@ Docs: https://latent-lm.github.io/latent_lm/alma_run.html.md"""
 
 # %% ../../nbs/87_alma_run.ipynb #ccb87194
 from __future__ import annotations
-import json, math, random, shutil
+import json, math, random
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from statistics import mean
 from ..core import LatentLMError, check, atomic_write_json, read_jsonl, write_jsonl, stable_hash, key_seed, open_run_dir, fingerprint_diff
-from ..lm import load_lm, tiny_lm, bpe_tokenizer
+from ..lm import tiny_lm, bpe_tokenizer
 from ..generate import HFGenerator
 from ..judge import CallableJudge
-from ..rounds import RoundLoop, SamplingConfig, TrainConfig, DONE, config_from_dict, load_yaml, sample, train_round
+from ..rounds import (RoundLoop, SamplingConfig, TrainConfig, sample, train_round, train_once, checked_config, run_seed,
+                              ModelCache)
 from ..train import save_pretrained_atomic
 from .data import (base_corpus, seed_sft_data, seed_judge_data, heldout_prompts, heldout_pairs, synthesize_prompts,
                                  diversified_sample, random_sample, kmeans, hidden_states, task_spec, oracle_score, format_prompt, _rng)
@@ -207,37 +208,19 @@ class ALMAConfig:
         return self
 
 def load_config(source) -> ALMAConfig:
-    "A checked `ALMAConfig` from a YAML file or a dict with the YAML's sections."
-    d = json.loads(json.dumps(source)) if isinstance(source, dict) else load_yaml(source)
-    return config_from_dict(ALMAConfig, d).check()
+    "A checked `ALMAConfig` from a YAML file, a dict with the YAML's sections or an instance (`rounds.checked_config`)."
+    return checked_config(ALMAConfig, source)
 
 # %% ../../nbs/87_alma_run.ipynb #6fc12235
-def _seed(*parts) -> int: return int(stable_hash(*parts), 16) % (2**31 - 1)
-
-def _train_once(out: Path, fn) -> str:
-    "Run `fn()` (which saves a model to `out`) unless `out` is finished; mark it done; drop its training checkpoints."
-    if not (out / DONE).exists():
-        info = fn() or {}
-        atomic_write_json(out / DONE, info)
-    shutil.rmtree(out.parent / "train", ignore_errors=True)
-    return str(out)
-
 class ALMARun:
     "One ALMA run: the one-off stages, then `RoundLoop` with ALMA's prompts, generation, judging, selection and training."
     def __init__(self, cfg: ALMAConfig, overwrite: bool = False):
         self.cfg, self.run_dir, self.overwrite = cfg.check(), Path(cfg.run_dir), overwrite
-        self._models, self._loop, self._judge = {}, None, None
-
-    def model(self, path):
-        "`(model, tokenizer)` for a path, loaded once (the four most recent are kept)."
-        path = str(path)
-        if path not in self._models:
-            if len(self._models) >= 4: self._models.pop(next(iter(self._models)))
-            self._models[path] = load_lm(path)
-        return self._models[path]
+        self.model, self._loop, self._judge = ModelCache(4), None, None
 
     def generator(self, path) -> HFGenerator:
-        m, tok = self.model(path); return HFGenerator(m, tok, batch_size=self.cfg.sampling.batch_size)
+        "An `HFGenerator` (batches of sampling.batch_size) over the model at `path`, loaded once (`self.model`)."
+        return self.model.generator(path, self.cfg.sampling.batch_size)
 
 # %% ../../nbs/87_alma_run.ipynb #dececf74
 def _base(self) -> str:
@@ -252,16 +235,16 @@ def _base(self) -> str:
             texts = [d["prompt"] + d["completion"] for d in docs] + [judge_input(it["prompt"], it["response"], c.template()) + f"{it['score']}]]"
                                                                      for it in seed_judge_data(50, c.task.seed)]
             tok = bpe_tokenizer(texts, b.vocab_size)
-        m, tok = tiny_lm(d_model=b.d_model, n_layers=b.n_layers, n_heads=b.n_heads, max_len=b.max_len, seed=_seed(c.task.seed, "base"), tokenizer=tok)
+        m, tok = tiny_lm(d_model=b.d_model, n_layers=b.n_layers, n_heads=b.n_heads, max_len=b.max_len, seed=run_seed(c.task.seed, "base"), tokenizer=tok)
         save_pretrained_atomic(out.parent / "init", m, tok)
         tc = TrainConfig(lr=b.lr, epochs=b.epochs, batch_size=b.batch_size, checkpoint=False)
-        return train_round(out.parent / "init", docs, out, tc, kind="sft", seed=_seed(c.task.seed, "base"))
-    return _train_once(out, fit)
+        return train_round(out.parent / "init", docs, out, tc, kind="sft", seed=run_seed(c.task.seed, "base"))
+    return train_once(out, fit)
 
 def _seed_sft(self, i: int) -> str:
     "Seed SFT model M_1 number i (0 or 1): the base fine-tuned on D_1 with its own seed."
     out = self.cfg.shared / f"sft_{i}" / "model"
-    return _train_once(out, lambda: train_round(self.base(), self.seed_data(), out, self.cfg.sft, kind="sft", seed=_seed(self.cfg.seed, "sft", i)))
+    return train_once(out, lambda: train_round(self.base(), self.seed_data(), out, self.cfg.sft, kind="sft", seed=run_seed(self.cfg.seed, "sft", i)))
 
 def _seed_data(self) -> list[dict]:
     "D_1, the seed SFT pairs."
@@ -277,14 +260,14 @@ def _pool(self) -> list[dict]:
     if done.exists() and path.exists(): return read_jsonl(path)
     seeds = [r["prompt"].strip() for r in self.seed_data()]
     gen = self.generator(self.base())
-    pool = synthesize_prompts(gen, sorted(set(seeds)), c.task.n_pool, seed=_seed(c.seed, "pool"), n_shots=tuple(c.task.n_shots),
+    pool = synthesize_prompts(gen, sorted(set(seeds)), c.task.n_pool, seed=run_seed(c.seed, "pool"), n_shots=tuple(c.task.n_shots),
                               valid=lambda p: task_spec(p) is not None, threshold=c.task.dedupe_threshold)
     stats = getattr(synthesize_prompts, "last_stats", {})
     check(len(pool) >= c.task.n_prompts * c.rounds, f"The base model wrote only {len(pool)} usable prompts, fewer than task.n_prompts x rounds = "
           f"{c.task.n_prompts * c.rounds}; pretrain the base longer (base.epochs) or lower task.n_prompts.")
     m, tok = self.model(self.base())
     H = hidden_states(m, tok, [p["prompt"] for p in pool])
-    _, cl = kmeans(H, min(c.task.n_clusters, len(pool)), seed=_seed(c.seed, "kmeans"))
+    _, cl = kmeans(H, min(c.task.n_clusters, len(pool)), seed=run_seed(c.seed, "kmeans"))
     recs = [{**p, "cluster": int(a)} for p, a in zip(pool, cl.tolist())]
     write_jsonl(path, recs); atomic_write_json(done, {"records": len(recs), **stats})
     return recs
@@ -297,7 +280,7 @@ def _judge_paths(self) -> tuple[str, str | None]:
     tc = TrainConfig(lr=j.lr, epochs=j.epochs, batch_size=j.batch_size, checkpoint=False)
     seed_items = seed_judge_data(c.task.n_seed_judge, c.task.seed)
     out = c.shared / "judge" / "model"
-    first = _train_once(out, lambda: train_judge(self.base(), seed_items, out, tc, c.template(), seed=_seed(c.seed, "judge")))
+    first = train_once(out, lambda: train_judge(self.base(), seed_items, out, tc, c.template(), seed=run_seed(c.seed, "judge")))
     if not j.self_distill: return first, None
     out2 = c.shared / "judge_sd" / "model"
     def distill():
@@ -315,8 +298,8 @@ def _judge_paths(self) -> tuple[str, str | None]:
         scored = self_distill_items(self.rating_judge(first), recs)
         write_jsonl(out2.parent / "distill_items.jsonl", scored)
         return train_judge(first, scored, out2, TrainConfig(lr=j.lr, epochs=j.distill_epochs, batch_size=j.batch_size, checkpoint=False),
-                           c.template(), seed=_seed(c.seed, "judge_sd"))
-    return first, _train_once(out2, distill)
+                           c.template(), seed=run_seed(c.seed, "judge_sd"))
+    return first, train_once(out2, distill)
 
 def _rating_judge(self, path) -> RatingJudge:
     m, tok = self.model(path)
@@ -445,7 +428,7 @@ def _train(self, model_path: str, selected: list[dict], out_dir, ref_path: str) 
     recs = self.training_records(k, selected)
     start = self.base() if self.cfg.method == "sft" else self.seed_sft(0)
     cfg = self.cfg.sft if self.cfg.method == "sft" else self.cfg.dpo
-    info = train_round(start, recs, out_dir, cfg, kind=self.cfg.method, chat=False, seed=_seed(self.cfg.seed, "train", k))
+    info = train_round(start, recs, out_dir, cfg, kind=self.cfg.method, chat=False, seed=run_seed(self.cfg.seed, "train", k))
     return {**info, "trained_from": start, "data_rounds": list(range(k + 1)), "n_seed": len(self.seed_data()) if self.cfg.method == "sft" else 0}
 
 ALMARun.select, ALMARun.training_records, ALMARun.train = _select, training_records, _train
@@ -510,4 +493,4 @@ ALMARun.run = _run
 
 def run_alma(config, overwrite: bool = False) -> dict:
     "Run ALMA from a YAML path, a dict or an `ALMAConfig`; returns the summary."
-    return ALMARun(config if isinstance(config, ALMAConfig) else load_config(config), overwrite=overwrite).run()
+    return ALMARun(load_config(config), overwrite=overwrite).run()

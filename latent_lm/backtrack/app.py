@@ -21,24 +21,22 @@ __all__ = ['ARMS', 'TOUR', 'WorldConfig', 'ModelConfig', 'default_sft', 'default
            'save_figures', 'format_eval', 'fit', 'evaluate', 'generate', 'tour']
 
 # %% ../../nbs/62_backtrack_app.ipynb #bbf5648e
-try: from latent_lm.registry import Method, Verb, register
-except ImportError: register = None
+from ..registry import Method, Verb, register
 
-if register is not None:
-    register(Method(
-        name="backtrack", title="Backtracking",
-        summary="a [RESET] token, SFT + DPO recipes, reset-aware generation",
-        paper="Backtracking Improves Generation Safety", arxiv="2409.14586",
-        notebooks={"60_backtrack_data": "data", "61_backtrack_eval": "evaluation", "62_backtrack_app": "app"},
-        verbs={"fit": Verb("pretrain a toy model (or take yours), add [RESET], train baseline SFT, backtracking SFT and SFT+DPO",
-                           fn="latent_lm.backtrack.app:fit"),
-               "generate": Verb("reset-aware generation: the visible text after the last [RESET], with prefill and logit bias",
-                                fn="latent_lm.backtrack.app:generate"),
-               "eval": Verb("unsafe rates (greedy, worst of k, prefilling m=1..10), false resets, accuracy, logit-bias sweep",
-                            fn="latent_lm.backtrack.app:evaluate")},
-        tour="latent_lm.backtrack.app:tour",
-        configs=["configs/backtrack/tiny.yaml", "configs/backtrack/paper.yaml"],
-        bench="bench/backtrack.py"))
+register(Method(
+    name="backtrack", title="Backtracking",
+    summary="a [RESET] token, SFT + DPO recipes, reset-aware generation",
+    paper="Backtracking Improves Generation Safety", arxiv="2409.14586",
+    notebooks={"60_backtrack_data": "data", "61_backtrack_eval": "evaluation", "62_backtrack_app": "app"},
+    verbs={"fit": Verb("pretrain a toy model (or take yours), add [RESET], train baseline SFT, backtracking SFT and SFT+DPO",
+                       fn="latent_lm.backtrack.app:fit"),
+           "generate": Verb("reset-aware generation: the visible text after the last [RESET], with prefill and logit bias",
+                            fn="latent_lm.backtrack.app:generate"),
+           "eval": Verb("unsafe rates (greedy, worst of k, prefilling m=1..10), false resets, accuracy, logit-bias sweep",
+                        fn="latent_lm.backtrack.app:evaluate")},
+    tour="latent_lm.backtrack.app:tour",
+    configs=["configs/backtrack/tiny.yaml", "configs/backtrack/paper.yaml"],
+    bench="bench/backtrack.py"))
 
 # %% ../../nbs/62_backtrack_app.ipynb #0d4c8eb5
 @dataclass
@@ -99,7 +97,7 @@ def default_dpo() -> TrainConfig: return TrainConfig(beta=0.1, alpha=1.0, lr=5e-
 
 # %% ../../nbs/62_backtrack_app.ipynb #4dda4484
 def stage_dir(run_dir, stage: str) -> Path:
-    "The model folder of one stage of a run (its Lightning checkpoints live beside it, in `<run>/<stage>/train`)."
+    "The model folder of one stage of a run (its Lightning checkpoints live beside it, in `<run>/<stage>/model.train`)."
     return Path(run_dir) / stage / "model"
 
 def _done(d: Path) -> bool: return (d / "config.json").exists()

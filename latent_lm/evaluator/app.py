@@ -8,6 +8,7 @@ Docs: https://latent-lm.github.io/latent_lm/evaluator_app.html.md"""
 from __future__ import annotations
 import sys, json as _json, shutil, contextlib
 from pathlib import Path
+from ..rounds import run_pipeline
 from ..core import LatentLMError, check, atomic_write_json
 from ..tasks import SeedModelConfig
 from .run import (EvaluatorConfig, PairsConfig, AnnotateConfig, SelectConfig, JudgeTrainConfig, JudgeEvalConfig,
@@ -17,19 +18,17 @@ from .run import (EvaluatorConfig, PairsConfig, AnnotateConfig, SelectConfig, Ju
 __all__ = ['TOUR_CONFIG', 'plot_accuracy', 'plot_funnel', 'save_figures', 'format_summary', 'run', 'main', 'tour']
 
 # %% ../../nbs/82_evaluator_app.ipynb #b44e2865
-try: from latent_lm.registry import Method, Verb, register
-except ImportError: register = None
+from ..registry import Method, Verb, register
 
-if register is not None:
-    register(Method(
-        name="evaluator", title="Self-Taught Evaluator",
-        summary="judges trained on their own synthetic preference judgements, iteratively",
-        paper="Self-Taught Evaluators", arxiv="2408.02666",
-        notebooks={"80_evaluator_data": "data", "81_evaluator_run": "iterations", "82_evaluator_app": "app"},
-        verbs={"run": Verb("run (or resume) the Self-Taught Evaluator iterations from a YAML config", fn="latent_lm.evaluator.app:run")},
-        tour="latent_lm.evaluator.app:tour",
-        configs=["configs/evaluator/tiny.yaml", "configs/evaluator/paper.yaml"],
-        bench="bench/evaluator.py"))
+register(Method(
+    name="evaluator", title="Self-Taught Evaluator",
+    summary="judges trained on their own synthetic preference judgements, iteratively",
+    paper="Self-Taught Evaluators", arxiv="2408.02666",
+    notebooks={"80_evaluator_data": "data", "81_evaluator_run": "iterations", "82_evaluator_app": "app"},
+    verbs={"run": Verb("run (or resume) the Self-Taught Evaluator iterations from a YAML config", fn="latent_lm.evaluator.app:run")},
+    tour="latent_lm.evaluator.app:tour",
+    configs=["configs/evaluator/tiny.yaml", "configs/evaluator/paper.yaml"],
+    bench="bench/evaluator.py"))
 
 # %% ../../nbs/82_evaluator_app.ipynb #4b41cc84
 def plot_accuracy(summaries: dict, ax=None, transfer: bool = True):
@@ -118,15 +117,7 @@ def run(run_dir: str = "runs/evaluator", iterations: int = 2, seed: int = 0, pai
         overwrite: discard an existing run in run_dir and start over
     """
     cfg = EvaluatorConfig(run_dir, iterations, seed, pairs, model, sampling, select, train, eval).check()
-    from latent_lm.core import check_output_dir
-    check_output_dir(run_dir, "run_dir")
-    out = sys.stdout
-    with contextlib.redirect_stdout(sys.stderr):
-        s = EvaluatorRun(cfg, overwrite=overwrite).run()
-        s["figures"] = [str(p) for p in save_figures(cfg.run_dir, s)]
-        atomic_write_json(Path(cfg.run_dir) / "summary.json", s)
-    print(_json.dumps(s, indent=2) if json else format_summary(s), file=out, flush=True)
-    return 0
+    return run_pipeline(run_dir, lambda: EvaluatorRun(cfg, overwrite=overwrite).run(), lambda s: save_figures(cfg.run_dir, s), format_summary, json)
 
 def main(argv: list[str] | None = None) -> int:
     "`python -m latent_lm.evaluator.app ...`: the same as `latent-lm evaluator run ...`."

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json, math, random
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
-from ..core import LatentLMError, check, atomic_write_json, read_jsonl, stable_hash, key_seed, resumable_map
-from ..lm import load_lm
+from ..core import LatentLMError, check, atomic_write_json, read_jsonl, key_seed, resumable_map
 from ..generate import HFGenerator
 from ..judge import parse_judgement, pairwise_accuracy, majority_verdict, answers_equal, STE_SYSTEM_PROMPT
-from ..rounds import RoundLoop, SamplingConfig, TrainConfig, config_from_dict, load_yaml, sample, generate_keyed, train_round
+from ..rounds import (RoundLoop, SamplingConfig, TrainConfig, sample, generate_keyed, train_round, train_once, checked_config,
+                              run_seed, ModelCache, model_info)
 from ..tasks import arithmetic_problems, arithmetic_tokenizer, SeedModelConfig, train_seed_model
 from .data import (TINY_JUDGE_TEMPLATE, SELECT_MODES, synthetic_pairs, transfer_pairs, swap, judge_prompt,
                                       judgement_text, rationale_numbers, question_numbers, teacher_judgement,
@@ -148,27 +148,24 @@ class EvaluatorConfig:
         return self
 
 def load_config(source: str | Path | dict) -> EvaluatorConfig:
-    "A checked `EvaluatorConfig` from a YAML file or a dict with the YAML's sections."
-    d = json.loads(json.dumps(source)) if isinstance(source, dict) else load_yaml(source)
-    return config_from_dict(EvaluatorConfig, d).check()
+    "A checked `EvaluatorConfig` from a YAML file, a dict with the YAML's sections or an instance (`rounds.checked_config`)."
+    return checked_config(EvaluatorConfig, source)
 
 # %% ../../nbs/81_evaluator_run.ipynb #87f90ff6
-def _seed(*parts) -> int: return int(stable_hash(*parts), 16) % (2**31 - 1)
-
 def run_problems(cfg: EvaluatorConfig) -> dict:
     "The questions of a run: {'test', 'transfer', 'pretrain', 'dev', 'train'}, pairwise disjoint."
     p, seen, out = cfg.pairs, set(), {}
     for name, n in (("test", p.n_test), ("transfer", p.n_transfer), ("dev", cfg.model.n_dev), ("pretrain", cfg.model.pretrain_problems),
                     ("train", p.n_train)):
-        out[name] = arithmetic_problems(n, seed=_seed(p.seed, name), exclude=seen, **p.difficulty)
+        out[name] = arithmetic_problems(n, seed=run_seed(p.seed, name), exclude=seen, **p.difficulty)
         seen |= {q["question"] for q in out[name]}
     return out
 
 def run_pairs(cfg: EvaluatorConfig, name: str) -> list[dict]:
     "The pairs of one set: transfer pairs for 'transfer', modified-instruction pairs otherwise."
     probs = run_problems(cfg)[name]
-    if name == "transfer": return transfer_pairs(probs, seed=_seed(cfg.pairs.seed, "pairs", name), max_delta=cfg.pairs.max_delta)
-    return synthetic_pairs(probs, seed=_seed(cfg.pairs.seed, "pairs", name), max_delta=cfg.pairs.max_delta, change=cfg.pairs.change)
+    if name == "transfer": return transfer_pairs(probs, seed=run_seed(cfg.pairs.seed, "pairs", name), max_delta=cfg.pairs.max_delta)
+    return synthetic_pairs(probs, seed=run_seed(cfg.pairs.seed, "pairs", name), max_delta=cfg.pairs.max_delta, change=cfg.pairs.change)
 
 # %% ../../nbs/81_evaluator_run.ipynb #d87be41c
 def _verdict_number(text): return {"A": 1, "B": 2}.get(parse_judgement(text))
@@ -233,7 +230,7 @@ class EvaluatorRun:
     "One Self-Taught Evaluator run: the paper's stages for `RoundLoop`, resumable in a fingerprinted run folder."
     def __init__(self, cfg: EvaluatorConfig, overwrite: bool = False):
         self.cfg, self.run_dir, self.overwrite = cfg.check(), Path(cfg.run_dir), overwrite
-        self._models, self._loop = {}, None
+        self.model, self._loop = ModelCache(2), None
         self.full = cfg.pairs.change == "any"          # the judge states every number, or only the start counts
         sysmsg = cfg.pairs.system
         self.system = (STE_SYSTEM_PROMPT if sysmsg == "ste" else sysmsg) or None
@@ -247,16 +244,9 @@ class EvaluatorRun:
                                    config={"method": "evaluator", "mode": c.select.mode}, fingerprint=c.fingerprint(), overwrite=self.overwrite)
         return self._loop
 
-    def model(self, path: str):
-        path = str(path)
-        if path not in self._models:
-            if len(self._models) >= 2: self._models.pop(next(iter(self._models)))
-            self._models[path] = load_lm(path)
-        return self._models[path]
-
     def generator(self, path) -> HFGenerator:
-        m, tok = self.model(path)
-        return HFGenerator(m, tok, batch_size=self.cfg.sampling.batch_size)
+        "An `HFGenerator` (batches of sampling.batch_size) over the model at `path`, loaded once (`self.model`)."
+        return self.model.generator(path, self.cfg.sampling.batch_size)
 
     def init_model(self) -> str:
         "The seed judge J0: trained here for model.init='tiny', else the given name or path."
@@ -293,7 +283,7 @@ def _score(self, model_path: str, gens: list[dict]) -> list[dict]:
 def _select(self, scored: list[dict], k: int) -> list[dict]:
     "Rejection sampling and position balance; the funnel (and how often kept vs dropped judgements reasoned right) to selection.json."
     c = self.cfg
-    recs, tally = select_judgements(scored, random.Random(_seed(c.seed, "select", k)), c.select.mode, c.select.balance, c.select.min_agree,
+    recs, tally = select_judgements(scored, random.Random(run_seed(c.seed, "select", k)), c.select.mode, c.select.balance, c.select.min_agree,
                                     c.select.dpo_pairs)
     agree = [r for r in scored if r["agree"]]; disagree = [r for r in scored if not r["agree"]]
     rate = lambda rs: sum(r["rationale_correct"] for r in rs) / len(rs) if rs else None
@@ -312,13 +302,11 @@ def _train(self, model_path: str, records: list[dict], out_dir: Path, ref_path: 
     start = self.loop.init_model if c.train.from_seed else model_path
     sft = [{"prompt": r["prompt"], "completion": r["completion"]} for r in records if r["kind"] == "sft"]
     dpo = [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in records if r["kind"] == "dpo"]
-    tseed = _seed(c.seed, "train", out_dir.parent.name)
+    tseed = run_seed(c.seed, "train", out_dir.parent.name)
     if not dpo: return {"sft": train_round(start, sft, out_dir, c.train, kind="sft", chat=c.model.chat, seed=tseed), "from": start}
-    sft_dir = out_dir.parent / "sft" / "model"
-    info = {"from": start}
-    if not (sft_dir / "config.json").exists(): info["sft"] = train_round(start, sft, sft_dir, c.train, kind="sft", chat=c.model.chat, seed=tseed)
-    info["dpo"] = train_round(str(sft_dir), dpo, out_dir, c.train, kind="dpo", chat=c.model.chat, seed=tseed)
-    return info
+    sft_dir = out_dir.parent / "sft" / "model"           # finished once (a resumed round does not redo it), its own checkpoints
+    train_once(sft_dir, lambda: train_round(start, sft, sft_dir, c.train, kind="sft", chat=c.model.chat, seed=tseed))
+    return {"from": start, "sft": model_info(sft_dir), "dpo": train_round(str(sft_dir), dpo, out_dir, c.train, kind="dpo", chat=c.model.chat, seed=tseed)}
 
 EvaluatorRun.prompts, EvaluatorRun.generate, EvaluatorRun.score, EvaluatorRun.select, EvaluatorRun.train = _prompts, _generate, _score, _select, _train
 
@@ -348,8 +336,7 @@ def _run(self) -> dict:
         for r in loop.run():
             judges.append({"judge": f"J{r.round + 1}", "path": r.model_out, **{k: v for k, v in r.metrics.items() if k != "selection"}})
             its.append({"iteration": r.round + 1, "n_pairs": r.n_prompts, "n_judgements": r.n_generations, **r.metrics.get("selection", {})})
-        done = Path(j0) / "latent_lm_done.json"
-        init = {k: v for k, v in (json.loads(done.read_text()) if done.exists() else {}).items() if k != "history"}
+        init = model_info(j0)
         summary = {"mode": c.select.mode, "run_dir": str(self.run_dir), "judges": judges, "iterations": its, "init": init}
         atomic_write_json(self.run_dir / "summary.json", summary)
     return summary
@@ -358,4 +345,4 @@ EvaluatorRun.evaluate_model, EvaluatorRun.evaluate_round, EvaluatorRun.run = _ev
 
 def run_evaluator(config: str | Path | dict | EvaluatorConfig, overwrite: bool = False) -> dict:
     "Run the Self-Taught Evaluator from a YAML path, a dict or an `EvaluatorConfig`; returns the summary."
-    return EvaluatorRun(config if isinstance(config, EvaluatorConfig) else load_config(config), overwrite=overwrite).run()
+    return EvaluatorRun(load_config(config), overwrite=overwrite).run()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys, json as _json, shutil, contextlib
 from pathlib import Path
 from ..core import LatentLMError, check, atomic_write_json, read_jsonl
-from ..rounds import TrainConfig, EvalConfig
+from ..rounds import TrainConfig, EvalConfig, run_pipeline
 from ..tasks import SeedModelConfig
 from .vote import vote_stats, somers_d
 from .run import ScPOConfig, TaskConfig, ScPOSamplingConfig, SelectConfig, ScPORun, load_config
@@ -19,19 +19,17 @@ __all__ = ['TOUR_CONFIG', 'plot_votes', 'plot_accuracy_vs_votes', 'plot_rounds',
            'tour']
 
 # %% ../../nbs/42_scpo_app.ipynb #eeec2abe
-try: from latent_lm.registry import Method, Verb, register
-except ImportError: register = None                     # the registry is not there yet: the functions below still work
+from ..registry import Method, Verb, register
 
-if register is not None:
-    register(Method(
-        name="scpo", title="ScPO",
-        summary="preference training from majority votes, no labels",
-        paper="Self-Consistency Preference Optimization", arxiv="2411.04109",
-        notebooks={"40_scpo_vote": "votes", "41_scpo_run": "loop", "42_scpo_app": "app"},
-        verbs={"run": Verb("run (or resume) the ScPO rounds from a YAML config", fn="latent_lm.scpo.app:run")},
-        tour="latent_lm.scpo.app:tour",
-        configs=["configs/scpo/tiny.yaml", "configs/scpo/smollm2.yaml", "configs/scpo/paper.yaml"],
-        bench="bench/scpo.py"))
+register(Method(
+    name="scpo", title="ScPO",
+    summary="preference training from majority votes, no labels",
+    paper="Self-Consistency Preference Optimization", arxiv="2411.04109",
+    notebooks={"40_scpo_vote": "votes", "41_scpo_run": "loop", "42_scpo_app": "app"},
+    verbs={"run": Verb("run (or resume) the ScPO rounds from a YAML config", fn="latent_lm.scpo.app:run")},
+    tour="latent_lm.scpo.app:tour",
+    configs=["configs/scpo/tiny.yaml", "configs/scpo/smollm2.yaml", "configs/scpo/paper.yaml"],
+    bench="bench/scpo.py"))
 
 # %% ../../nbs/42_scpo_app.ipynb #030ec2b0
 def _round_dirs(run_dir) -> list[Path]:
@@ -135,15 +133,7 @@ def run(run_dir: str = "runs/scpo", rounds: int = 2, seed: int = 0, task: TaskCo
         overwrite: discard an existing run in run_dir and start over
     """
     cfg = ScPOConfig(run_dir, rounds, seed, task, model, sampling, select, train, eval).check()   # every value, before any work
-    from latent_lm.core import check_output_dir
-    check_output_dir(run_dir, "run_dir")
-    out = sys.stdout
-    with contextlib.redirect_stdout(sys.stderr):             # stdout carries only the result
-        s = ScPORun(cfg, overwrite=overwrite).run()
-        s["figures"] = [str(p) for p in save_figures(cfg.run_dir, s)]
-        atomic_write_json(Path(cfg.run_dir) / "summary.json", s)
-    print(_json.dumps(s, indent=2) if json else format_summary(s), file=out, flush=True)
-    return 0
+    return run_pipeline(run_dir, lambda: ScPORun(cfg, overwrite=overwrite).run(), lambda s: save_figures(cfg.run_dir, s), format_summary, json)
 
 # %% ../../nbs/42_scpo_app.ipynb #89c6ea1e
 def main(argv: list[str] | None = None) -> int:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import json, math
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
-from ..core import LatentLMError, check, atomic_write_json, read_jsonl, stable_hash
+from ..core import LatentLMError, check, atomic_write_json, read_jsonl
 from ..lm import load_lm
 from ..generate import HFGenerator
 from ..judge import answer_extractor, answers_equal, normalize_answer
-from ..rounds import RoundLoop, SamplingConfig, TrainConfig, EvalConfig, config_from_dict, load_yaml, sample, train_round
+from ..rounds import (RoundLoop, SamplingConfig, TrainConfig, EvalConfig, sample, train_round, checked_config, run_seed,
+                              ModelCache, model_info)
 from ..tasks import (arithmetic_problems, arithmetic_tokenizer, format_question, sft_records, SeedModelConfig, train_seed_model,
                              evaluate_answers, EVAL_KEYS, QUESTION_ONLY)
 from .vote import select_pairs, select_majority, vote_stats, somers_d, synthesize_problems, SELECT_MODES
@@ -121,29 +122,26 @@ class ScPOConfig:
         return self
 
 def load_config(source: str | Path | dict) -> ScPOConfig:
-    "A checked `ScPOConfig` from a YAML file or a dict with the YAML's sections."
-    d = json.loads(json.dumps(source)) if isinstance(source, dict) else load_yaml(source)
-    return config_from_dict(ScPOConfig, d).check()
+    "A checked `ScPOConfig` from a YAML file, a dict with the YAML's sections or an instance (`rounds.checked_config`)."
+    return checked_config(ScPOConfig, source)
 
 # %% ../../nbs/41_scpo_run.ipynb #0a00e770
-def _seed(*parts) -> int: return int(stable_hash(*parts), 16) % (2**31 - 1)
-
 def test_problems(cfg: ScPOConfig) -> list[dict]:
     "The held-out test problems."
-    return arithmetic_problems(cfg.task.n_test, seed=_seed(cfg.task.seed, "test"), **cfg.task.difficulty)
+    return arithmetic_problems(cfg.task.n_test, seed=run_seed(cfg.task.seed, "test"), **cfg.task.difficulty)
 
 def pretrain_problems(cfg: ScPOConfig) -> tuple[list[dict], list[dict]]:
     "Problems with worked solutions for training the tiny seed model, and a dev set to stop it on (both disjoint from the test set)."
     test_q = {p["question"] for p in test_problems(cfg)}
-    dev = arithmetic_problems(cfg.model.n_dev, seed=_seed(cfg.task.seed, "dev"), exclude=test_q, **cfg.task.difficulty)
-    train = arithmetic_problems(cfg.model.pretrain_problems, seed=_seed(cfg.task.seed, "pretrain"),
+    dev = arithmetic_problems(cfg.model.n_dev, seed=run_seed(cfg.task.seed, "dev"), exclude=test_q, **cfg.task.difficulty)
+    train = arithmetic_problems(cfg.model.pretrain_problems, seed=run_seed(cfg.task.seed, "pretrain"),
                                 exclude=test_q | {p["question"] for p in dev}, **cfg.task.difficulty)
     return train, dev
 
 def round_problems(cfg: ScPOConfig, k: int) -> list[dict]:
     "Round k's problems as loop items `{key, prompt, question, gold, labeled, source}`."
     test_q = {p["question"] for p in test_problems(cfg)}
-    probs = arithmetic_problems(cfg.task.n_train, seed=_seed(cfg.task.seed, "round", k), exclude=test_q, **cfg.task.difficulty)
+    probs = arithmetic_problems(cfg.task.n_train, seed=run_seed(cfg.task.seed, "round", k), exclude=test_q, **cfg.task.difficulty)
     mode = cfg.select.mode
     return [{"key": p["key"], "prompt": format_question(p, cfg.task.template), "question": p["question"], "gold": p["answer"],
              "labeled": mode == "gold" or (mode == "semi" and i < cfg.task.n_labeled), "source": "task"} for i, p in enumerate(probs)]
@@ -154,7 +152,7 @@ class ScPORun:
     def __init__(self, cfg: ScPOConfig, overwrite: bool = False):
         self.cfg, self.run_dir, self.overwrite = cfg.check(), Path(cfg.run_dir), overwrite
         self.extract = answer_extractor(cfg.task.answer_format)
-        self._models, self._loop = {}, None
+        self.model, self._loop = ModelCache(2), None
 
     @property
     def loop(self) -> RoundLoop:
@@ -166,17 +164,9 @@ class ScPORun:
                                    config={"mode": c.select.mode}, fingerprint=c.fingerprint(), overwrite=self.overwrite)
         return self._loop
 
-    def model(self, path: str):
-        "`(model, tokenizer)` for a path or name, loaded once (the two most recent are kept)."
-        path = str(path)
-        if path not in self._models:
-            if len(self._models) >= 2: self._models.pop(next(iter(self._models)))
-            self._models[path] = load_lm(path)
-        return self._models[path]
-
     def generator(self, path) -> HFGenerator:
-        m, tok = self.model(path)
-        return HFGenerator(m, tok, batch_size=self.cfg.sampling.batch_size)
+        "An `HFGenerator` (batches of sampling.batch_size) over the model at `path`, loaded once (`self.model`)."
+        return self.model.generator(path, self.cfg.sampling.batch_size)
 
     def init_model(self) -> str:
         "The seed model M0: trained here (`tasks.train_seed_model`) for model.init='tiny', else the given name or path."
@@ -194,7 +184,7 @@ def _prompts(self, k: int) -> list[dict]:
     items, t = round_problems(self.cfg, k), self.cfg.task
     if t.synthesize:
         gen = self.generator(t.synthesis_model or self.loop.model_for(k))
-        new = synthesize_problems(gen, [it["question"] for it in items], t.synthesize, seed=_seed(self.cfg.seed, "synth", k),
+        new = synthesize_problems(gen, [it["question"] for it in items], t.synthesize, seed=run_seed(self.cfg.seed, "synth", k),
                                   n_shots=t.n_shots, chat=self.cfg.model.chat, max_new_tokens=128)
         items += [{"key": r["key"], "prompt": format_question(r["question"], t.template), "question": r["question"], "gold": None,
                    "labeled": False, "source": "synthesized"} for r in new]
@@ -233,7 +223,7 @@ def _train(self, model_path: str, records: list[dict], out_dir: Path, ref_path: 
     "M_{t+1} from M_t: weighted DPO + NLL with M_t as the reference (`rounds.train_round`), or SFT for LMSI."
     check(str(model_path) == str(ref_path), "ScPO's reference model is the model that generated the data, which is also where training starts.")
     return train_round(model_path, records, out_dir, self.cfg.train, kind="sft" if self.cfg.select.mode == "lmsi" else "dpo",
-                       chat=self.cfg.model.chat, seed=_seed(self.cfg.seed, "train", Path(out_dir).parent.name))
+                       chat=self.cfg.model.chat, seed=run_seed(self.cfg.seed, "train", Path(out_dir).parent.name))
 
 ScPORun.prompts, ScPORun.generate, ScPORun.score, ScPORun.select, ScPORun.train = _prompts, _generate, _score, _select, _train
 
@@ -290,14 +280,11 @@ def _run(self) -> dict:
             models.append({"model": f"M{r.round + 1}", "path": r.model_out, **ev})
             rounds_info.append({"round": r.round, "threshold": c.threshold(r.round), "n_prompts": r.n_prompts, "n_selected": r.n_selected,
                                 **{k: v for k, v in r.metrics.items() if k not in ev}})
-        done = Path(m0) / "latent_lm_done.json"
-        init_info = json.loads(done.read_text()) if done.exists() else {}
-        summary = {"mode": c.select.mode, "run_dir": str(self.run_dir), "models": models, "rounds": rounds_info,
-                   "init": {k: v for k, v in init_info.items() if k != "history"}}
+        summary = {"mode": c.select.mode, "run_dir": str(self.run_dir), "models": models, "rounds": rounds_info, "init": model_info(m0)}
         atomic_write_json(self.run_dir / "summary.json", summary)
     return summary
 ScPORun.run = _run
 
 def run_scpo(config: str | Path | dict | ScPOConfig, overwrite: bool = False) -> dict:
     "Run ScPO (or a baseline) from a YAML path, a dict or an `ScPOConfig`; returns the summary."
-    return ScPORun(config if isinstance(config, ScPOConfig) else load_config(config), overwrite=overwrite).run()
+    return ScPORun(load_config(config), overwrite=overwrite).run()

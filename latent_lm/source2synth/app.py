@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from ..core import (LatentLMError, check, atomic_write_json, resumable_map, open_run_dir, files_fingerprint, stable_hash,
                             check_output_dir)
-from ..rounds import TrainConfig, config_from_dict, load_yaml
+from ..rounds import TrainConfig, checked_config, run_pipeline, ModelCache
 from ..sources import SQLRunner, generated_tables, load_tables, Table, TABLE_KINDS
 from .tables import synthesize_table, sft_record
 from .curate import (SQLModelConfig, split_slices, answerability, funnel, retention, plot_funnel, base_model,
@@ -22,21 +22,19 @@ __all__ = ['TOUR_CONFIG', 'SourceConfig', 'SynthConfig', 'CurateConfig', 'S2SCon
            'run_source2synth', 'plot_exact_match', 'save_figures', 'format_summary', 'run', 'main', 'tour']
 
 # %% ../../nbs/73_s2s_app.ipynb #a07b6e1e
-try: from latent_lm.registry import Method, Verb, register
-except ImportError: register = None
+from ..registry import Method, Verb, register
 
-if register is not None:
-    register(Method(
-        name="source2synth", title="Source2Synth",
-        summary="grounded multi-hop and table (SQL) data synthesis with curation",
-        paper="Source2Synth: Synthetic Data Generation and Curation Grounded in Real Data Sources", arxiv="2409.08239",
-        notebooks={"70_s2s_mhqa": "multi-hop", "71_s2s_tables": "tables", "72_s2s_curate": "curation",
-                   "73_s2s_app": "app"},
-        verbs={"run": Verb("synthesize SQL entries from tables, curate them, fine-tune and evaluate (resumable)",
-                           fn="latent_lm.source2synth.app:run")},
-        tour="latent_lm.source2synth.app:tour",
-        configs=["configs/source2synth/tiny.yaml", "configs/source2synth/paper.yaml"],
-        bench="bench/source2synth.py"))
+register(Method(
+    name="source2synth", title="Source2Synth",
+    summary="grounded multi-hop and table (SQL) data synthesis with curation",
+    paper="Source2Synth: Synthetic Data Generation and Curation Grounded in Real Data Sources", arxiv="2409.08239",
+    notebooks={"70_s2s_mhqa": "multi-hop", "71_s2s_tables": "tables", "72_s2s_curate": "curation",
+               "73_s2s_app": "app"},
+    verbs={"run": Verb("synthesize SQL entries from tables, curate them, fine-tune and evaluate (resumable)",
+                       fn="latent_lm.source2synth.app:run")},
+    tour="latent_lm.source2synth.app:tour",
+    configs=["configs/source2synth/tiny.yaml", "configs/source2synth/paper.yaml"],
+    bench="bench/source2synth.py"))
 
 # %% ../../nbs/73_s2s_app.ipynb #cba7edf4
 @dataclass
@@ -141,9 +139,8 @@ class S2SConfig:
         return self
 
 def load_config(source) -> S2SConfig:
-    "A checked `S2SConfig` from a YAML file or a dict with the YAML's sections."
-    d = _json.loads(_json.dumps(source)) if isinstance(source, dict) else load_yaml(source)
-    return config_from_dict(S2SConfig, d).check()
+    "A checked `S2SConfig` from a YAML file, a dict with the YAML's sections or an instance (`rounds.checked_config`)."
+    return checked_config(S2SConfig, source)
 
 # %% ../../nbs/73_s2s_app.ipynb #b4dcef9b
 def _tables(path: str, n: int, seed: int, kinds) -> list[Table]:
@@ -170,16 +167,11 @@ def _synth_stage(path, tables, n, seed, noise, runners, generator=None, cfg: Syn
 class S2SRun:
     "One Source2Synth table-QA run in its fingerprinted folder; `run()` does (or resumes) every stage and returns the summary."
     def __init__(self, cfg: S2SConfig, overwrite: bool = False):
-        self.cfg, self.dir, self.overwrite, self._gens = cfg.check(), Path(cfg.run_dir), overwrite, {}
+        self.cfg, self.dir, self.overwrite, self.model = cfg.check(), Path(cfg.run_dir), overwrite, ModelCache(1)
 
     def generator(self, path: str):
-        "An `HFGenerator` for a model path (loaded once)."
-        from latent_lm.lm import load_lm
-        from latent_lm.generate import HFGenerator
-        if path not in self._gens:
-            m, tok = load_lm(path)
-            self._gens = {path: HFGenerator(m, tok, batch_size=128)}
-        return self._gens[path]
+        "An `HFGenerator` for a model path (loaded once; only the latest model is kept)."
+        return self.model.generator(path, batch_size=128)
 
     def final_train(self) -> TrainConfig:
         e = self.cfg.curate.final_epochs
@@ -266,7 +258,7 @@ S2SRun.run = _run
 
 def run_source2synth(config, overwrite: bool = False) -> dict:
     "Run Source2Synth from a YAML path, a dict or an `S2SConfig`; returns the summary."
-    return S2SRun(config if isinstance(config, S2SConfig) else load_config(config), overwrite=overwrite).run()
+    return S2SRun(load_config(config), overwrite=overwrite).run()
 
 # %% ../../nbs/73_s2s_app.ipynb #ac48b59a
 def plot_exact_match(summary: dict, ax=None):
@@ -324,14 +316,7 @@ def run(run_dir: str = "runs/source2synth", seed: int = 0, source: SourceConfig 
         overwrite: discard an existing run in run_dir and start over
     """
     cfg = S2SConfig(run_dir, seed, source, synth, model, train, curate).check()
-    check_output_dir(run_dir, "run_dir")
-    out = sys.stdout
-    with contextlib.redirect_stdout(sys.stderr):
-        s = S2SRun(cfg, overwrite=overwrite).run()
-        s["figures"] = [str(p) for p in save_figures(cfg.run_dir, s)]
-        atomic_write_json(Path(cfg.run_dir) / "summary.json", s)
-    print(_json.dumps(s, indent=2) if json else format_summary(s), file=out, flush=True)
-    return 0
+    return run_pipeline(run_dir, lambda: S2SRun(cfg, overwrite=overwrite).run(), lambda s: save_figures(cfg.run_dir, s), format_summary, json)
 
 def main(argv: list[str] | None = None) -> int:
     "`python -m latent_lm.source2synth.app ...`: the same as `latent-lm source2synth run ...`."

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys, json as _json, shutil, contextlib
 from pathlib import Path
 from ..core import LatentLMError, check, atomic_write_json, read_jsonl
-from ..rounds import SamplingConfig, TrainConfig
+from ..rounds import SamplingConfig, TrainConfig, run_pipeline
 from .run import (ThoughtConfig, ThoughtTaskConfig, ThoughtModelConfig, ThoughtJudgeConfig, ThoughtEvalConfig,
                                    ThoughtRun, load_config, test_problems)
 
@@ -20,19 +20,17 @@ __all__ = ['TOUR_CONFIG', 'plot_iterations', 'example_rows', 'plot_example', 'sa
            'tour']
 
 # %% ../../nbs/52_thought_app.ipynb #72211bde
-try: from latent_lm.registry import Method, Verb, register
-except ImportError: register = None
+from ..registry import Method, Verb, register
 
-if register is not None:
-    register(Method(
-        name="thought", title="Thought PO",
-        summary="thought-then-response training where the judge sees only the response",
-        paper="Thinking LLMs: General Instruction Following with Thought Generation", arxiv="2410.10630",
-        notebooks={"50_thought": "prompts, parsing, pairs", "51_thought_run": "loop", "52_thought_app": "app"},
-        verbs={"run": Verb("run (or resume) the thinking model and its direct baseline from a YAML config", fn="latent_lm.thought.app:run")},
-        tour="latent_lm.thought.app:tour",
-        configs=["configs/thought/tiny.yaml", "configs/thought/paper.yaml"],
-        bench="bench/thought.py"))
+register(Method(
+    name="thought", title="Thought PO",
+    summary="thought-then-response training where the judge sees only the response",
+    paper="Thinking LLMs: General Instruction Following with Thought Generation", arxiv="2410.10630",
+    notebooks={"50_thought": "prompts, parsing, pairs", "51_thought_run": "loop", "52_thought_app": "app"},
+    verbs={"run": Verb("run (or resume) the thinking model and its direct baseline from a YAML config", fn="latent_lm.thought.app:run")},
+    tour="latent_lm.thought.app:tour",
+    configs=["configs/thought/tiny.yaml", "configs/thought/paper.yaml"],
+    bench="bench/thought.py"))
 
 # %% ../../nbs/52_thought_app.ipynb #efa54510
 def plot_iterations(summary: dict, task: str = "all", axes=None):
@@ -128,15 +126,7 @@ def run(run_dir: str = "runs/thought", rounds: int = 3, seed: int = 0, arms: lis
         overwrite: discard an existing run in run_dir and start over
     """
     cfg = ThoughtConfig(run_dir, rounds, seed, list(arms), prompt, task, model, sampling, judge, train, eval).check()
-    from latent_lm.core import check_output_dir
-    check_output_dir(run_dir, "run_dir")
-    out = sys.stdout
-    with contextlib.redirect_stdout(sys.stderr):
-        s = ThoughtRun(cfg, overwrite=overwrite).run()
-        s["figures"] = [str(p) for p in save_figures(cfg.run_dir, s)]
-        atomic_write_json(Path(cfg.run_dir) / "summary.json", s)
-    print(_json.dumps(s, indent=2) if json else format_summary(s), file=out, flush=True)
-    return 0
+    return run_pipeline(run_dir, lambda: ThoughtRun(cfg, overwrite=overwrite).run(), lambda s: save_figures(cfg.run_dir, s), format_summary, json)
 
 def main(argv: list[str] | None = None) -> int:
     "`python -m latent_lm.thought.app ...`: the same as `latent-lm thought run ...`."

@@ -13,11 +13,11 @@ import json, math, random
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
-from ..core import LatentLMError, check, atomic_write_json, read_jsonl, stable_hash, resumable_map, open_run_dir, key_seed
-from ..lm import load_lm
+from ..core import LatentLMError, check, atomic_write_json, read_jsonl, resumable_map, open_run_dir, key_seed
 from ..generate import HFGenerator
 from ..judge import Judge, as_text
-from ..rounds import RoundLoop, SamplingConfig, TrainConfig, config_from_dict, load_yaml, sample, train_round
+from ..rounds import (RoundLoop, SamplingConfig, TrainConfig, sample, train_round, checked_config, run_seed, ModelCache,
+                              model_info)
 from ..tasks import (SCRATCH_TASKS, SCRATCH_FORMAT, scratch_problems, check_scratch, check_steps, task_tokenizer,
                              SeedModelConfig, train_seed_model)
 from .core import (PROMPTS, MARKERS, thought_prompt, parse_output, judge_responses, pairwise_scores,
@@ -141,23 +141,22 @@ class ThoughtConfig:
         return self
 
 def load_config(source) -> ThoughtConfig:
-    "A checked `ThoughtConfig` from a YAML file or a dict with the YAML's sections."
-    d = json.loads(json.dumps(source)) if isinstance(source, dict) else load_yaml(source)
-    return config_from_dict(ThoughtConfig, d).check()
+    "A checked `ThoughtConfig` from a YAML file, a dict with the YAML's sections or an instance (`rounds.checked_config`)."
+    return checked_config(ThoughtConfig, source)
 
 # %% ../../nbs/51_thought_run.ipynb #fe2af8db
-def _seed(*parts) -> int: return int(stable_hash(*parts), 16) % (2**31 - 1)
+_seed = run_seed                  # the old name, which bench/thought.py imports; new code uses `rounds.run_seed`
 
 def test_problems(cfg: ThoughtConfig) -> list[dict]:
     "The held-out test problems of every task."
     t = cfg.task
-    return [p for name in t.tasks for p in scratch_problems(name, t.n_test, seed=_seed(t.seed, "test", name), **t.difficulty.get(name, {}))]
+    return [p for name in t.tasks for p in scratch_problems(name, t.n_test, seed=run_seed(t.seed, "test", name), **t.difficulty.get(name, {}))]
 
 def round_problems(cfg: ThoughtConfig, k: int) -> list[dict]:
     "Round k's fresh problems of every task, none of them a test question."
     t, test_q = cfg.task, {p["question"] for p in test_problems(cfg)}
     return [p for name in t.tasks
-            for p in scratch_problems(name, t.n_train, seed=_seed(t.seed, "round", k, name), exclude=test_q, **t.difficulty.get(name, {}))]
+            for p in scratch_problems(name, t.n_train, seed=run_seed(t.seed, "round", k, name), exclude=test_q, **t.difficulty.get(name, {}))]
 
 class ScratchJudge(Judge):
     "The exact checker of the scratchpad tasks as a judge: 1.0 if the response's `#### answer` equals the instruction's gold answer."
@@ -182,10 +181,10 @@ def seed_model(cfg: ThoughtConfig, out_dir) -> str:
     if m.init != "tiny": return m.init
     test_q = {p["question"] for p in test_problems(c)}
     per = max(1, m.pretrain_problems // len(c.task.tasks))
-    probs = [p for name in c.task.tasks for p in scratch_problems(name, per, seed=_seed(c.task.seed, "pretrain", name), exclude=test_q,
+    probs = [p for name in c.task.tasks for p in scratch_problems(name, per, seed=run_seed(c.task.seed, "pretrain", name), exclude=test_q,
                                                                   **c.task.difficulty.get(name, {}))]
-    random.Random(_seed(c.seed, "pretrain-order")).shuffle(probs)
-    recs = seed_records(probs, c.prompt, m.useful, seed=_seed(c.seed, "seed-records"))
+    random.Random(run_seed(c.seed, "pretrain-order")).shuffle(probs)
+    recs = seed_records(probs, c.prompt, m.useful, seed=run_seed(c.seed, "seed-records"))
     dev = [{"question": r["prompt"], "answer": p["answer"]} for r, p in zip(recs[0:2 * m.n_dev:2], probs[:m.n_dev])]
     tok = task_tokenizer([r["prompt"] + " " + r["completion"] for r in recs[:4000]], m.vocab_size) if m.tokenizer == "task" else None
     train_seed_model(m, recs, dev, out_dir, answer_format=SCRATCH_FORMAT, max_new_tokens=24, seed=c.seed, tokenizer=tok)
@@ -198,7 +197,7 @@ class ThoughtArm:
         check(arm in ("thought", "direct"), f"arm must be 'thought' or 'direct', got {arm!r}.")
         self.cfg, self.arm, self.root, self._init = cfg, arm, Path(root), init_model
         self.kind = cfg.prompt if arm == "thought" else "direct"
-        self.run_dir, self._judge, self._models, self._loop = self.root / arm, judge, {}, None
+        self.run_dir, self._judge, self.model, self._loop = self.root / arm, judge, ModelCache(2), None
         self.golds = {p["question"]: p["answer"] for p in test_problems(cfg)}
 
     def judge(self) -> Judge:
@@ -215,16 +214,9 @@ class ThoughtArm:
                                    config={"arm": self.arm}, fingerprint={**c.fingerprint(), "arm": self.arm})
         return self._loop
 
-    def model(self, path):
-        path = str(path)
-        if path not in self._models:
-            if len(self._models) >= 2: self._models.pop(next(iter(self._models)))
-            self._models[path] = load_lm(path)
-        return self._models[path]
-
     def generator(self, path) -> HFGenerator:
-        m, tok = self.model(path)
-        return HFGenerator(m, tok, batch_size=self.cfg.sampling.batch_size)
+        "An `HFGenerator` (batches of sampling.batch_size) over the model at `path`, loaded once (`self.model`)."
+        return self.model.generator(path, self.cfg.sampling.batch_size)
 
 # %% ../../nbs/51_thought_run.ipynb #e4ae2f6f
 def _prompts(self, k: int) -> list[dict]:
@@ -273,7 +265,7 @@ def _select(self, scored: list[dict], k: int) -> list[dict]:
 def _train(self, model_path: str, records: list[dict], out_dir, ref_path: str) -> dict:
     "M_{t+1} from M_t: DPO on the round's pairs, M_t as the reference."
     return train_round(model_path, records, out_dir, self.cfg.train, kind="dpo", chat=self.cfg.model.chat,
-                       seed=_seed(self.cfg.seed, "train", self.arm, Path(out_dir).parent.name))
+                       seed=run_seed(self.cfg.seed, "train", self.arm, Path(out_dir).parent.name))
 
 ThoughtArm.prompts, ThoughtArm.generate, ThoughtArm.score, ThoughtArm.select, ThoughtArm.train = _prompts, _generate, _score, _select, _train
 
@@ -371,12 +363,11 @@ class ThoughtRun:
                         models.append({"model": f"M{r.round + 1}", "path": r.model_out, "eval": r.metrics["eval"]})
                         rounds.append({"round": r.round, "n_prompts": r.n_prompts, **{k: v for k, v in r.metrics.items() if k != "eval"}})
                 arms[name] = {"models": models, "rounds": rounds}
-            done = Path(m0) / "latent_lm_done.json"
-            init = {k: v for k, v in json.loads(done.read_text()).items() if k != "history"} if done.exists() else {}
+            init = model_info(m0)
             summary = {"run_dir": str(self.root), "prompt": c.prompt, "judge": asdict(c.judge), "init": init, "arms": arms}
             atomic_write_json(self.root / "summary.json", summary)
         return summary
 
 def run_thought(config, overwrite: bool = False) -> dict:
     "Run Thought Preference Optimization (and its direct baseline) from a YAML path, a dict or a `ThoughtConfig`."
-    return ThoughtRun(config if isinstance(config, ThoughtConfig) else load_config(config), overwrite=overwrite).run()
+    return ThoughtRun(load_config(config), overwrite=overwrite).run()
