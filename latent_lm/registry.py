@@ -95,10 +95,7 @@ class Method:
 # %% ../nbs/08_registry.ipynb #7d86b951
 ORDER = ("blt", "coconut", "adaptive", "scpo", "thought", "backtrack", "source2synth", "backtranslate", "evaluator", "alma")
 
-PLANNED = {m.name: m for m in [
-    Method("backtranslate", "Back-and-forth translation", "backtranslated instructions, filtering, grounded rewriting",
-           "Better Alignment with Instruction Back-and-Forth Translation", "2408.04614"),
-]}
+PLANNED: dict[str, Method] = {}      # every method of the product is built; a planned one would be listed here
 
 _REGISTRY: dict[str, Method] = {}
 _DISCOVERED = False
