@@ -34,11 +34,12 @@ def parse_seed(text) -> str | None:
     return None
 
 def parse_sql(text) -> str | None:
-    "The first SELECT / WITH statement in a generation (inside a ```sql fence if there is one), up to its ';'; `None` if none."
+    "The first SELECT / WITH ... AS ( statement in a generation (inside a ```sql fence if there is one), up to its ';'; `None` if none."
     if not isinstance(text, str): return None
     m = re.search(r"```(?:sql)?\s*(.*?)(?:```|$)", text, flags=re.S | re.I)
     body = m.group(1) if m else text
-    m = re.search(r"\b(SELECT|WITH)\b", body, flags=re.I)
+    # a WITH must open a CTE (`WITH name AS (`): the English word "with" in prose is not a query
+    m = re.search(r"\bSELECT\b|\bWITH\s+(?:RECURSIVE\s+)?\w+(?:\s*\([^)]*\))?\s+AS\s*\(", body, flags=re.I)
     if not m: return None
     sql = re.split(r";|\n\s*\n|```", body[m.start():])[0]
     sql = " ".join(sql.split())
