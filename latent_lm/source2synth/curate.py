@@ -120,13 +120,10 @@ def base_model(cfg: SQLModelConfig, corpus: list[str], out_dir, seed: int = 0) -
 
 def train_sql(model_path: str, items: list[dict], out_dir, train_cfg, seed: int = 0, chat: bool = False) -> str:
     "SFT `model_path` on entries (question + schema -> SQL) with `rounds.train_round`; the model goes to `out_dir` (once)."
-    from latent_lm.rounds import train_round
-    out = Path(out_dir)
-    if (out / "latent_lm_done.json").exists(): return str(out / "model")
-    info = train_round(model_path, [sft_record(it) for it in check_nonempty(items, "training entries")], out / "model", train_cfg,
-                       kind="sft", chat=chat, seed=seed)
-    atomic_write_json(out / "latent_lm_done.json", {"from": str(model_path), **info})
-    return str(out / "model")
+    from latent_lm.rounds import train_round, train_once
+    recs = [sft_record(it) for it in check_nonempty(items, "training entries")]
+    out = Path(out_dir) / "model"
+    return train_once(out, lambda: {"from": str(model_path), **train_round(model_path, recs, out, train_cfg, kind="sft", chat=chat, seed=seed)})
 
 def model_dir(out_dir) -> str:
     "Where `train_sql` put its model."
