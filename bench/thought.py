@@ -1,21 +1,29 @@
 """Benchmark: after a few iterations of Thought Preference Optimization, does the thinking model beat the direct-response
-baseline trained the same way, on a task where a scratchpad helps, and not on a control where it cannot?
+baseline trained the same way, on tasks where a scratchpad helps, and not on a control where it cannot?
 
 Setup (the honest tiny version of the paper's experiment, spec section C.6):
 
-* Tasks (latent_lm.tasks): `sums` of several single-digit numbers (a scratchpad of partial sums turns one hard
-  one-pass addition into easy two-number steps) and `lookup` in a small key-value list (one attention look-up; nothing
-  to think through: the control). Both are mixed in every round, like the paper's general instructions.
-* Seed model M0: a small Llama-style model trained from scratch on direct answers and on the paper's generic thought
-  format, where only a fraction of the thoughts are correct partial sums and the rest generic filler: it follows the
-  format but its thoughts are mostly not useful yet.
-* Arms (per seed, the same M0, the same fresh instructions, K samples, judge and DPO settings per iteration):
-    thought            the paper's method: thought prompt, judge on the response alone, best-vs-worst full outputs
-    direct             the baseline: the instruction alone, the same loop
-    thought_lenbias    thought, with a length-biased judge (exact + bias per response character), no length control
-    thought_lenbias_lc the same judge with the paper's length control (rho)
+* Tasks (latent_lm.tasks), mixed in every round like the paper's general instructions: `sums` of four single-digit
+  numbers (a scratchpad of partial sums turns one hard one-pass addition into easy two-number steps), `sort` of four
+  digits (a scratchpad that takes out the smallest number step by step), and `lookup` in a small key-value list (one
+  attention look-up; nothing to think through: the control).
+* Seed model M0 (one per seed, shared by every arm of that seed): a small Llama-style model trained from scratch on direct
+  answers and on the paper's generic thought format, where only a fraction (`useful`) of the thoughts are the correct
+  scratchpad and the rest generic filler: it follows the format, its thoughts are mostly not useful yet, but SOME of its
+  sampled thoughts are correct, so that best-vs-worst selection by a response-only judge has something to select.
+  The share of correct sampled thoughts at M0 is measured before the loop (premise).
+* Arms (per seed: the same M0, the same fresh instructions, K samples, judge and DPO settings per iteration):
+    thought                the paper's method: thought prompt, judge on the response alone, best-vs-worst full outputs
+    direct                 the baseline: the instruction alone, the same loop
+    thought_lenbias        thought on sums, with a length-biased judge (exact + bias per response character), no length control
+    thought_lenbias_rho<r> the same judge with the paper's length control, for each rho of a small grid; the tuned rho is
+                           the smallest one whose round-0 chosen responses are on average not longer than the rejected ones
+                           (the paper's rule)
+* Training per iteration: DPO on the best-vs-worst full outputs plus the NLL of the chosen output (alpha = 1, IRPO;
+  the paper found no noticeable difference from plain DPO; with plain DPO, an earlier version of this bench saw the sums
+  accuracy of both arms fall over two iterations: thought 0.55 -> 0.49, direct 0.44 -> 0.29).
 * Metrics on held-out problems per task: accuracy of the greedy output (resampled on parse errors), win rate against
-  M0 answering directly, thought and response lengths, useful-thought rate.
+  M0 answering directly, thought and response lengths, the share of greedy thoughts that are the correct scratchpad.
 
 Run: python bench/thought.py --quick   (writes bench/results/thought.json, thought.md, thought.png)
 """
@@ -27,108 +35,147 @@ from pathlib import Path
 from _common import ROOT, bench_env, machine_info, arm_stats, write_results
 bench_env()
 
-CLAIM = ("After a few iterations the thinking model (Thought Preference Optimization) beats the direct-response baseline "
-         "trained the same way on a task where a scratchpad helps (sums), and not on a control where it cannot (lookup). "
-         "Verdict rule on greedy test accuracy of the last iteration's models, over seeds: with d = thought - direct per "
-         "seed, 'reproduced' if on sums mean(d) > 0.05 and mean(d) > 2 * std(d) / sqrt(n_seeds), and on lookup "
-         "mean(d) <= 0.05; 'partial' if the sums condition holds but thinking also gains more than 0.05 on lookup, or if "
-         "on sums mean(d) > 0 with d > 0 in every seed but the margin test fails; 'not reproduced' otherwise.")
+TASKS = {"sums": {"n_numbers": 4, "lo": 1, "hi": 9}, "sort": {"n_numbers": 4, "lo": 1, "hi": 9}, "lookup": {"n_keys": 4}}
+HELPS, CONTROL = ("sums", "sort"), "lookup"
 
-SUMS = {"n_numbers": 5, "lo": 1, "hi": 9}
-LOOKUP = {"n_keys": 4}
+CLAIM = ("After a few iterations the thinking model (Thought Preference Optimization) beats the direct-response baseline "
+         "trained the same way on tasks where a scratchpad helps (sums, sort), and not on a control where it cannot (lookup). "
+         "Verdict rule on greedy test accuracy of the last iteration's models, over seeds: with d = thought - direct per "
+         "seed, a helping task 'shows' if mean(d) > 0.05 and mean(d) > 2 * std(d) / sqrt(n_seeds); 'reproduced' if both "
+         "sums and sort show and on lookup mean(d) <= 0.05; 'partial' if at least one helping task shows (or both show but "
+         "thinking also gains more than 0.05 on lookup), or if on a helping task d > 0 in every seed; 'not reproduced' otherwise.")
 
 
 def base_config(quick: bool) -> dict:
     "The settings every arm shares (a `latent_lm.thought.run` config without run_dir, arms and judge)."
     return {
         "rounds": 2 if quick else 4, "prompt": "generic",
-        "task": {"tasks": ["sums", "lookup"], "difficulty": {"sums": SUMS, "lookup": LOOKUP}, "n_train": 32 if quick else 128,
-                 "n_test": 50 if quick else 200},
-        "model": {"init": "tiny", "tokenizer": "task", "d_model": 32 if quick else 64, "n_layers": 2 if quick else 4, "n_heads": 4, "max_len": 256, "useful": 0.5,
-                  "vocab_size": 512, "pretrain_problems": 4000, "pretrain_steps": 800 if quick else 4000, "pretrain_lr": 3e-3,
-                  "pretrain_batch_size": 32, "target_accuracy": 1.0, "eval_every": 100000, "n_dev": 16},
-        "sampling": {"k": 8, "temperature": 0.8, "top_p": 0.95, "max_new_tokens": 128, "batch_size": 256},
-        "train": {"beta": 0.1, "alpha": 0.0, "lr": 5e-4, "epochs": 3, "batch_size": 16, "lr_schedule": "cosine", "checkpoint": False},
-        "eval": {"resample": 2, "temperature": 0.8, "max_new_tokens": 128},
+        "task": {"tasks": list(TASKS), "difficulty": TASKS, "n_train": 48 if quick else 128, "n_test": 150 if quick else 300},
+        "model": {"init": "tiny", "tokenizer": "task", "d_model": 64, "n_layers": 2, "n_heads": 4, "max_len": 256,
+                  "useful": 0.4, "vocab_size": 512, "pretrain_problems": 4500, "pretrain_steps": 2000 if quick else 5000,
+                  "pretrain_lr": 3e-3, "pretrain_batch_size": 32, "target_accuracy": 1.0, "eval_every": 100000,
+                  "fine_eval_from": 1.0, "n_dev": 16},
+        "sampling": {"k": 8, "temperature": 0.8, "top_p": 0.95, "max_new_tokens": 96, "batch_size": 256},
+        "train": {"beta": 0.1, "alpha": 1.0, "lr": 5e-4, "epochs": 3, "batch_size": 16, "lr_schedule": "cosine", "checkpoint": False},
+        "eval": {"resample": 2, "temperature": 0.8, "max_new_tokens": 96},
     }
 
 
-LENGTH_BIAS, RHO = 0.02, 0.5
-ARMS = {  # arm -> (arms of the run, judge section)
-    "thought": ("thought", {"kind": "exact", "rho": 0.0}),
-    "direct": ("direct", {"kind": "exact", "rho": 0.0}),
-    "thought_lenbias": ("thought", {"kind": "length_biased", "length_bias": LENGTH_BIAS, "rho": 0.0}),
-    "thought_lenbias_lc": ("thought", {"kind": "length_biased", "length_bias": LENGTH_BIAS, "rho": RHO}),
+LENGTH_BIAS, RHOS = 0.02, (0.5, 1.0, 2.0)
+ARMS = {  # arm -> (arm of the run, judge section, tasks (None: all))
+    "thought": ("thought", {"kind": "exact", "rho": 0.0}, None),
+    "direct": ("direct", {"kind": "exact", "rho": 0.0}, None),
+    "thought_lenbias": ("thought", {"kind": "length_biased", "length_bias": LENGTH_BIAS, "rho": 0.0}, ["sums"]),
+    **{f"thought_lenbias_rho{r}": ("thought", {"kind": "length_biased", "length_bias": LENGTH_BIAS, "rho": r}, ["sums"]) for r in RHOS},
 }
+LENGTH_ARMS = [a for a in ARMS if a.startswith("thought_lenbias")]
+
+
+def thought_correct(thought: str, gold: str) -> bool:
+    "Whether a thought is the task's correct scratchpad (sums: every partial sum; sort: every take-the-smallest step)."
+    norm = lambda t: " ".join((t or "").split())
+    return bool(gold) and norm(thought) == norm(gold)
 
 
 def premise(m0: str, cfg, n: int = 100) -> dict:
-    "Accuracy of M0 on sums test problems: direct; after a forced correct scratchpad; after a forced generic thought; free sampling with the thought prompt."
+    """Per helping task, M0's greedy accuracy answering directly, after a forced correct scratchpad and after a forced
+    generic thought; and its own sampled thoughts with the thought prompt: how many are the correct scratchpad."""
     from latent_lm.lm import load_lm
     from latent_lm.generate import HFGenerator
+    from latent_lm.rounds import run_seed as _seed
     from latent_lm.tasks import scratch_problems, check_scratch
     from latent_lm.thought.core import thought_prompt, parse_output, GENERIC_THOUGHTS, MARKERS
-    from latent_lm.thought.run import _seed
     m, tok = load_lm(m0)
     gen = HFGenerator(m, tok, batch_size=128)
-    test = scratch_problems("sums", n, seed=_seed(cfg.task.seed, "test", "sums"), **SUMS)
     tm, rm = MARKERS["generic"]
-    def acc(kind, prefill=None):                 # prefill: the forced start of the output (thought marker, thought, response marker)
-        outs = gen.generate([thought_prompt(p["question"], kind) for p in test], n=1, temperature=0, max_new_tokens=40, chat=False,
-                            prefill=prefill)
-        return sum(check_scratch(o[0].text, p["answer"]) for o, p in zip(outs, test)) / len(test)
-    out = {"direct": acc("direct"),
-           "correct_scratchpad": acc("generic", [f"{tm} {p['thought']}\n{rm}" for p in test]),
-           "generic_thought": acc("generic", [f"{tm} {GENERIC_THOUGHTS[0]}\n{rm}" for p in test])}
-    samples = gen.generate([thought_prompt(p["question"]) for p in test], n=8, temperature=0.8, top_p=0.95, max_new_tokens=128, chat=False, seed=0)
-    parsed = [(parse_output(c.text), p) for cs, p in zip(samples, test) for c in cs]
-    from latent_lm.tasks import check_steps
-    useful = [q.ok and "=" in q.thought for q, _ in parsed]
-    out["sampled_correct_worked_sum_rate"] = sum(q.ok and bool(check_steps(q.thought)) and all(check_steps(q.thought)) for q, _ in parsed) / len(parsed)
-    out["sampled_parse_error"] = sum(not q.ok for q, _ in parsed) / len(parsed)
-    out["sampled_thought_accuracy"] = sum(q.ok and check_scratch(q.response, p["answer"]) for q, p in parsed) / len(parsed)
-    out["sampled_worked_sum_rate"] = sum(useful) / len(parsed)
-    ok_u = [check_scratch(q.response, p["answer"]) for (q, p), u in zip(parsed, useful) if u]
-    ok_g = [check_scratch(q.response, p["answer"]) for (q, p), u in zip(parsed, useful) if q.ok and not u]
-    out["sampled_accuracy_worked_sum_thought"] = sum(ok_u) / len(ok_u) if ok_u else None
-    out["sampled_accuracy_generic_thought"] = sum(ok_g) / len(ok_g) if ok_g else None
+    out = {}
+    for task in HELPS:
+        test = scratch_problems(task, n, seed=_seed(cfg.task.seed, "test", task), **TASKS[task])
+        def acc(kind, prefill=None):             # prefill: the forced start of the output (thought marker, thought, response marker)
+            outs = gen.generate([thought_prompt(p["question"], kind) for p in test], n=1, temperature=0, max_new_tokens=40,
+                                chat=False, prefill=prefill)
+            return sum(check_scratch(o[0].text, p["answer"]) for o, p in zip(outs, test)) / len(test)
+        o = {"direct": acc("direct"), "correct_scratchpad": acc("generic", [f"{tm} {p['thought']}\n{rm}" for p in test]),
+             "generic_thought": acc("generic", [f"{tm} {GENERIC_THOUGHTS[0]}\n{rm}" for p in test])}
+        samples = gen.generate([thought_prompt(p["question"]) for p in test], n=8, temperature=0.8, top_p=0.95, max_new_tokens=96,
+                               chat=False, seed=0)
+        parsed = [(parse_output(c.text), p) for cs, p in zip(samples, test) for c in cs]
+        good = [q.ok and thought_correct(q.thought, p["thought"]) for q, p in parsed]
+        right = [q.ok and check_scratch(q.response, p["answer"]) for q, p in parsed]
+        o["sampled_correct_thought"] = sum(good) / len(parsed)
+        o["sampled_parse_error"] = sum(not q.ok for q, _ in parsed) / len(parsed)
+        o["sampled_accuracy"] = sum(right) / len(parsed)
+        o["sampled_accuracy_given_correct_thought"] = (sum(r for r, g in zip(right, good) if g) / sum(good)) if any(good) else None
+        o["sampled_accuracy_given_other_thought"] = (sum(r for r, g in zip(right, good) if not g) / (len(good) - sum(good))
+                                                     if not all(good) else None)
+        o["prompts_with_a_correct_thought"] = sum(any(good[i * 8:(i + 1) * 8]) for i in range(len(test))) / len(test)
+        out[task] = o
     return out
 
 
-PRETRAIN_STEPS = None
+def thought_stats(run_dir: Path, cfg, which: str) -> dict:
+    """From an arm's files: the share of greedy test thoughts that are the correct scratchpad, per model and task; and per
+    round and task, the share of chosen and of rejected outputs whose thought is the correct scratchpad."""
+    from latent_lm.core import read_jsonl
+    from latent_lm.thought.run import test_problems, round_problems
+    from latent_lm.thought.core import parse_output
+    gold = {p["key"]: p["thought"] for p in test_problems(cfg)}
+    out = {"greedy": [], "pairs": []}
+    for k in range(cfg.rounds + 1):
+        recs = read_jsonl(run_dir / which / "eval" / f"m{k}.jsonl")
+        out["greedy"].append({t: statistics.fmean([thought_correct(r["thought"], gold[r["key"]]) for r in recs if r["task"] == t])
+                              for t in cfg.task.tasks})
+    if which == "direct": return out
+    for k in range(cfg.rounds):
+        g = {p["key"]: p["thought"] for p in round_problems(cfg, k)}
+        sel = read_jsonl(run_dir / which / f"round_{k}" / "selected.jsonl")
+        row = {}
+        for t in cfg.task.tasks:
+            ps = [r for r in sel if r["task"] == t]
+            if ps:
+                row[t] = {side: statistics.fmean([thought_correct(parse_output(r[side]).thought, g[r["key"]]) for r in ps])
+                          for side in ("chosen", "rejected")} | {"n": len(ps)}
+        out["pairs"].append(row)
+    return out
 
 
-def run_seed(seed: int, quick: bool, work: str, arms: list[str], pretrain_steps=None) -> dict:
-    "Seed model, premise, and every arm for one seed (one process)."
-    from latent_lm.thought.run import load_config, ThoughtRun, seed_model
+def seed_and_premise(seed: int, quick: bool, work: str, overrides: dict | None = None) -> dict:
+    "Stage 1, one process per seed: the seed model M0 (a finished one in the work folder is reused) and the premise."
+    from latent_lm.thought.run import load_config, seed_model
     import torch; torch.set_num_threads(1)
     t0 = time.time()
     sdir = Path(work) / f"seed{seed}"; sdir.mkdir(parents=True, exist_ok=True)
-    base = base_config(quick)
-    if pretrain_steps: base["model"]["pretrain_steps"] = pretrain_steps
-    cfg0 = load_config({**base, "seed": seed, "run_dir": str(sdir / "m0cfg")})
+    cfg0 = load_config({**settings(quick, overrides), "seed": seed, "run_dir": str(sdir / "m0cfg")})
     m0 = seed_model(cfg0, sdir / "init_model")
-    out = {"seed": seed, "m0_seconds": time.time() - t0, "premise": premise(m0, cfg0), "arms": {}}
-    for name in arms:
-        which, judge = ARMS[name]
-        d = {**json.loads(json.dumps(base)), "seed": seed, "run_dir": str(sdir / name), "arms": [which], "judge": judge}
-        d["model"]["init"] = m0
-        t = time.time()
-        s = ThoughtRun(load_config(d)).run()
-        a = s["arms"][which]
-        out["arms"][name] = {"models": [{"model": m["model"], "eval": m["eval"]} for m in a["models"]], "rounds": a["rounds"],
-                             "seconds": time.time() - t}
-        if name == "thought":                # which thoughts did the response-only judge pick? (round 0, sums)
-            from latent_lm.core import read_jsonl
-            from latent_lm.thought.core import parse_output
-            pairs = [r for r in read_jsonl(sdir / name / "thought" / "round_0" / "selected.jsonl") if r["task"] == "sums"]
-            if pairs:
-                u = lambda t: "=" in parse_output(t).thought
-                out["pairs_useful"] = {"chosen": sum(u(r["chosen"]) for r in pairs) / len(pairs),
-                                       "rejected": sum(u(r["rejected"]) for r in pairs) / len(pairs), "n": len(pairs)}
-        print(f"seed {seed} {name}: " + " ".join(f"{m['model']} sums {m['eval']['sums']['accuracy']:.2f} lookup "
-              f"{m['eval']['lookup']['accuracy']:.2f}" for m in a["models"]), file=sys.stderr, flush=True)
+    out = {"seed": seed, "m0": m0, "m0_seconds": time.time() - t0, "premise": premise(m0, cfg0)}
+    print(f"seed {seed} M0 ({out['m0_seconds']:.0f} s): " + json.dumps(out["premise"]), file=sys.stderr, flush=True)
     return out
+
+
+def run_arm(seed: int, name: str, quick: bool, work: str, m0: str, overrides: dict | None = None) -> dict:
+    "Stage 2, one process per (seed, arm): the arm's iterations from that seed's M0 (a finished run folder is resumed)."
+    from latent_lm.thought.run import load_config, ThoughtRun
+    import torch; torch.set_num_threads(1)
+    which, judge, tasks = ARMS[name]
+    sdir = Path(work) / f"seed{seed}"
+    d = {**settings(quick, overrides), "seed": seed, "run_dir": str(sdir / name), "arms": [which], "judge": judge}
+    if tasks: d["task"] = {**d["task"], "tasks": tasks, "difficulty": {t: TASKS[t] for t in tasks}}
+    d["model"]["init"] = m0
+    t = time.time()
+    cfg = load_config(d)
+    a = ThoughtRun(cfg).run()["arms"][which]
+    print(f"seed {seed} {name} ({time.time() - t:.0f} s): " + " | ".join(
+        f"{m['model']} " + " ".join(f"{k} {m['eval'][k]['accuracy']:.2f}" for k in cfg.task.tasks) for m in a["models"]),
+        file=sys.stderr, flush=True)
+    return {"models": [{"model": m["model"], "eval": m["eval"]} for m in a["models"]], "rounds": a["rounds"],
+            "thoughts": thought_stats(sdir / name, cfg, which), "seconds": time.time() - t}
+
+
+def settings(quick: bool, overrides: dict | None = None) -> dict:
+    "`base_config` with the command line's model overrides."
+    base = base_config(quick)
+    base["model"].update(overrides or {})
+    return base
 
 
 def ms(xs):
@@ -138,105 +185,146 @@ def ms(xs):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="the small setting (about 15 minutes on 2 loaded cores)")
+    ap.add_argument("--quick", action="store_true", help="the small setting (about 15-20 minutes on 2 loaded cores)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--workers", type=int, default=3, help="seeds run in parallel processes, one thread each")
-    ap.add_argument("--arms", nargs="+", default=list(ARMS))
+    ap.add_argument("--workers", type=int, default=3, help="seed models train in parallel processes, one thread each")
+    ap.add_argument("--arm-workers", type=int, default=18, help="(seed, arm) runs in parallel processes, one thread each")
+    ap.add_argument("--resume", action="store_true", help="keep the work folder: finished seed models and arm runs are reused")
+    ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     ap.add_argument("--work", default="/tmp/latent_lm_bench_thought")
     ap.add_argument("--pretrain-steps", type=int, default=None, help="seed-model SFT steps (default: the setting's)")
+    ap.add_argument("--useful", type=float, default=None, help="share of correct scratchpads in the seed model's thought records")
     ap.add_argument("--tag", default="", help="write bench/results/thought_<tag>.* instead of thought.*")
     ap.add_argument("--rebuild", action="store_true", help="only redo the results file from a finished run's work folder (per_seed.json)")
     args = ap.parse_args()
+    check_arms(args.arms)
+    args.overrides = {k: v for k, v in (("pretrain_steps", args.pretrain_steps), ("useful", args.useful)) if v is not None}
     t0 = time.time()
     work = Path(args.work)
     if args.rebuild:
         per_seed = json.loads((work / "per_seed.json").read_text())
         name = "thought" + (f"_{args.tag}" if args.tag else "")
         return aggregate(per_seed, args, t0 - json.loads((ROOT / "bench" / "results" / f"{name}.json").read_text())["setup"]["wall_seconds"])
-    if work.exists(): shutil.rmtree(work)
+    if work.exists() and not args.resume: shutil.rmtree(work)
     with ProcessPoolExecutor(max_workers=min(args.workers, len(args.seeds))) as ex:
-        per_seed = list(ex.map(run_seed, args.seeds, [args.quick] * len(args.seeds), [str(work)] * len(args.seeds),
-                               [args.arms] * len(args.seeds), [args.pretrain_steps] * len(args.seeds)))
+        per_seed = list(ex.map(seed_and_premise, args.seeds, [args.quick] * len(args.seeds), [str(work)] * len(args.seeds),
+                               [args.overrides] * len(args.seeds)))
+    jobs = [(s["seed"], arm, s["m0"]) for s in per_seed for arm in args.arms]
+    with ProcessPoolExecutor(max_workers=min(args.arm_workers, len(jobs))) as ex:
+        done = list(ex.map(run_arm, [j[0] for j in jobs], [j[1] for j in jobs], [args.quick] * len(jobs), [str(work)] * len(jobs),
+                           [j[2] for j in jobs], [args.overrides] * len(jobs)))
+    for s in per_seed: s["arms"] = {arm: r for (seed, arm, _), r in zip(jobs, done) if seed == s["seed"]}
     (work / "per_seed.json").write_text(json.dumps(per_seed))
     aggregate(per_seed, args, t0)
 
 
+def check_arms(arms):
+    if not {"thought", "direct"} <= set(arms): sys.exit("--arms must include 'thought' and 'direct' (the claim compares them).")
+
+
 def aggregate(per_seed, args, t0):
     "The results file from the per-seed results: arms, verdict by the rule in CLAIM, premise, positive control, figure."
-    base = base_config(args.quick)
-    if args.pretrain_steps: base["model"]["pretrain_steps"] = args.pretrain_steps
-    R = base["rounds"]
-    last = lambda s, arm, task, key="accuracy": s["arms"][arm]["models"][-1]["eval"][task].get(key)
-    first = lambda s, arm, task, key="accuracy": s["arms"][arm]["models"][0]["eval"][task].get(key)
+    base = settings(args.quick, getattr(args, "overrides", None))
+    R, n = base["rounds"], len(per_seed)
+    ev = lambda s, arm, i, task, key="accuracy": s["arms"][arm]["models"][i]["eval"][task].get(key)
+    tasks_of = lambda arm: ARMS[arm][2] or list(TASKS)
 
-    # ---- arms in the shared schema: metrics of the last iteration's model (and M0) per arm
+    # ---- arms in the shared schema: metrics of M0 and of the last iteration's model per arm
     arms = {}
     for arm in args.arms:
         vals = {}
-        for task in ("sums", "lookup"):
-            for key in ("accuracy", "win_rate", "thought_length", "response_length", "useful_thought", "parse_error"):
-                vals[f"{task}_{key}_M{R}"] = [last(s, arm, task, key) for s in per_seed]
-            vals[f"{task}_accuracy_M0"] = [first(s, arm, task) for s in per_seed]
-        vals["chosen_length_minus_rejected_round0"] = [s["arms"][arm]["rounds"][0]["chosen_length"] - s["arms"][arm]["rounds"][0]["rejected_length"]
-                                                       for s in per_seed]
-        vals["response_length_M0"] = [first(s, arm, "all", "response_length") for s in per_seed]
-        vals[f"response_length_M{R}"] = [last(s, arm, "all", "response_length") for s in per_seed]
+        for task in tasks_of(arm):
+            for key in ("accuracy", "win_rate", "thought_length", "response_length", "parse_error"):
+                vals[f"{task}_{key}_M{R}"] = [ev(s, arm, -1, task, key) for s in per_seed]
+            vals[f"{task}_accuracy_M0"] = [ev(s, arm, 0, task) for s in per_seed]
+            vals[f"{task}_correct_thought_M0"] = [s["arms"][arm]["thoughts"]["greedy"][0][task] for s in per_seed]
+            vals[f"{task}_correct_thought_M{R}"] = [s["arms"][arm]["thoughts"]["greedy"][-1][task] for s in per_seed]
+        r0 = lambda s, f: s["arms"][arm]["rounds"][0][f]
+        vals["chosen_minus_rejected_length_round0"] = [r0(s, "chosen_length") - r0(s, "rejected_length") for s in per_seed]
+        vals["response_length_M0"] = [ev(s, arm, 0, "all", "response_length") for s in per_seed]
+        vals[f"response_length_M{R}"] = [ev(s, arm, -1, "all", "response_length") for s in per_seed]
         arms[arm] = arm_stats(vals, args.seeds)
-        arms[arm]["by_iteration"] = {task: {k: [ms([s["arms"][arm]["models"][i]["eval"][task].get(k) for s in per_seed])[0]
-                                                for i in range(R + 1)] for k in ("accuracy", "win_rate", "thought_length", "response_length")}
-                                     for task in ("sums", "lookup")}
+        arms[arm]["by_iteration"] = {
+            task: {k: [ms([ev(s, arm, i, task, k) for s in per_seed])[0] for i in range(R + 1)]
+                   for k in ("accuracy", "win_rate", "thought_length", "response_length")}
+                  | {"correct_thought": [ms([s["arms"][arm]["thoughts"]["greedy"][i][task] for s in per_seed])[0] for i in range(R + 1)]}
+            for task in tasks_of(arm)}
+        arms[arm]["by_iteration"]["chosen_minus_rejected_length"] = [
+            ms([s["arms"][arm]["rounds"][i]["chosen_length"] - s["arms"][arm]["rounds"][i]["rejected_length"] for s in per_seed])[0]
+            for i in range(R)]
 
     # ---- verdict, computed from the arms by the rule in CLAIM
-    n = len(args.seeds)
-    d_sums = [last(s, "thought", "sums") - last(s, "direct", "sums") for s in per_seed]
-    d_look = [last(s, "thought", "lookup") - last(s, "direct", "lookup") for s in per_seed]
-    m_s, sd_s = ms(d_sums); m_l, _ = ms(d_look)
-    sums_ok = m_s > 0.05 and m_s > 2 * sd_s / math.sqrt(n)
-    if sums_ok and m_l <= 0.05: verdict = "reproduced"
-    elif sums_ok or (m_s > 0 and all(x > 0 for x in d_sums)): verdict = "partial"
+    diffs, shows = {}, {}
+    for task in list(HELPS) + [CONTROL]:
+        d = [ev(s, "thought", -1, task) - ev(s, "direct", -1, task) for s in per_seed]
+        m, sd = ms(d)
+        diffs[task] = {"mean": m, "std": sd, "per_seed": d}
+        shows[task] = m > 0.05 and m > 2 * sd / math.sqrt(n)
+    all_pos = any(all(x > 0 for x in diffs[t]["per_seed"]) for t in HELPS)
+    if all(shows[t] for t in HELPS) and diffs[CONTROL]["mean"] <= 0.05: verdict = "reproduced"
+    elif any(shows[t] for t in HELPS) or all_pos: verdict = "partial"
     else: verdict = "not reproduced"
 
-    # ---- premise: a correct scratchpad helps M0 on sums; M0's own thoughts are mostly not useful yet
-    P = {k: ms([s["premise"][k] for s in per_seed])[0] for k in per_seed[0]["premise"]}
-    premise_holds = (P["correct_scratchpad"] - P["direct"] >= 0.2 and P["correct_scratchpad"] - P["generic_thought"] >= 0.2
-                     and P["sampled_correct_worked_sum_rate"] < 0.6)
-    # ---- positive control: the judge, seeing responses only, selects useful thoughts, and training spreads them
-    pc = {"chosen_minus_rejected_worked_sum_rate_round0": None,
-          "useful_thought_rate_sums_M0": ms([first(s, "thought", "sums", "useful_thought") for s in per_seed])[0],
-          f"useful_thought_rate_sums_M{R}": ms([last(s, "thought", "sums", "useful_thought") for s in per_seed])[0],
-          "thought_sums_accuracy_gain": ms([last(s, "thought", "sums") - first(s, "thought", "sums") for s in per_seed])[0]}
-    cu = [s["pairs_useful"] for s in per_seed if s.get("pairs_useful")]
-    if cu: pc["chosen_minus_rejected_worked_sum_rate_round0"] = ms([c["chosen"] - c["rejected"] for c in cu])[0]
-    pc_shows = pc[f"useful_thought_rate_sums_M{R}"] > pc["useful_thought_rate_sums_M0"] + 0.1 and pc["thought_sums_accuracy_gain"] > 0.05
+    # ---- premise: a correct scratchpad helps M0 on the helping tasks; M0's own thoughts are mostly not useful yet
+    P = {t: {k: ms([s["premise"][t][k] for s in per_seed])[0] for k in per_seed[0]["premise"][t]} for t in HELPS}
+    premise_holds = all(P[t]["correct_scratchpad"] - P[t]["direct"] >= 0.2 and P[t]["correct_scratchpad"] - P[t]["generic_thought"] >= 0.2
+                        and P[t]["sampled_correct_thought"] < 0.5 for t in HELPS)
 
-    # ---- length control
-    lc = {}
-    if "thought_lenbias" in args.arms and "thought_lenbias_lc" in args.arms:
-        for arm in ("thought_lenbias", "thought_lenbias_lc"):
-            lc[arm] = {"response_length_M0": arms[arm]["response_length_M0"], f"response_length_M{R}": arms[arm][f"response_length_M{R}"],
-                       "chosen_minus_rejected_length_round0": arms[arm]["chosen_length_minus_rejected_round0"]}
+    # ---- positive control (sums, the regime built for it): some sampled thoughts are correct, the response-only judge's
+    # chosen outputs carry them more often than the rejected ones, and training spreads them and raises accuracy
+    pairs0 = [s["arms"]["thought"]["thoughts"]["pairs"][0].get("sums") for s in per_seed]
+    pc = {"m0_sampled_correct_thought_sums": P["sums"]["sampled_correct_thought"],
+          "m0_prompts_with_a_correct_thought_sums": P["sums"]["prompts_with_a_correct_thought"],
+          "chosen_correct_thought_round0": ms([p["chosen"] for p in pairs0 if p])[0],
+          "rejected_correct_thought_round0": ms([p["rejected"] for p in pairs0 if p])[0],
+          "greedy_correct_thought_sums_M0": arms["thought"]["sums_correct_thought_M0"],
+          f"greedy_correct_thought_sums_M{R}": arms["thought"][f"sums_correct_thought_M{R}"],
+          "thought_sums_accuracy_M0": arms["thought"]["sums_accuracy_M0"],
+          f"thought_sums_accuracy_M{R}": arms["thought"][f"sums_accuracy_M{R}"],
+          "thought_minus_direct_sums_per_seed": diffs["sums"]["per_seed"]}
+    pc_shows = (0.05 <= pc["m0_sampled_correct_thought_sums"] <= 0.5
+                and pc["chosen_correct_thought_round0"] - pc["rejected_correct_thought_round0"] > 0.05
+                and pc[f"greedy_correct_thought_sums_M{R}"] - pc["greedy_correct_thought_sums_M0"] > 0.1
+                and pc[f"thought_sums_accuracy_M{R}"] - pc["thought_sums_accuracy_M0"] > 0.05)
+
+    # ---- length control: response lengths per iteration under the length-biased judge, per rho; the tuned rho
+    lc, tuned = {}, None
+    for arm in [a for a in LENGTH_ARMS if a in args.arms]:
+        rho = ARMS[arm][1]["rho"]
+        lc[arm] = {"rho": rho, "response_length_by_iteration": arms[arm]["by_iteration"]["sums"]["response_length"],
+                   "chosen_minus_rejected_length_by_round": arms[arm]["by_iteration"]["chosen_minus_rejected_length"],
+                   f"sums_accuracy_M{R}": arms[arm][f"sums_accuracy_M{R}"]}
+    for arm in sorted(lc, key=lambda a: lc[a]["rho"]):
+        if lc[arm]["rho"] > 0 and lc[arm]["chosen_minus_rejected_length_by_round"][0] <= 0: tuned = lc[arm]["rho"]; break
 
     res = {
         "claim": CLAIM,
-        "command": "python bench/thought.py" + (" --quick" if args.quick else "") + (f" --pretrain-steps {args.pretrain_steps}" if args.pretrain_steps else "")
-                   + (f" --tag {args.tag}" if args.tag else ""),
-        "setup": {"tasks": {"sums": SUMS, "lookup": LOOKUP}, "config": base, "length_bias": LENGTH_BIAS, "rho": RHO,
-                  "seeds": args.seeds, "wall_seconds": round(time.time() - t0, 1),
-                  "machine": machine_info(workers=args.workers)},
+        "command": "python bench/thought.py" + (" --quick" if args.quick else "")
+                   + (f" --pretrain-steps {args.pretrain_steps}" if args.pretrain_steps else "")
+                   + (f" --useful {args.useful}" if args.useful is not None else "") + (f" --tag {args.tag}" if args.tag else "") + (" --resume" if args.resume else ""),
+        "setup": {"tasks": TASKS, "helping_tasks": list(HELPS), "control_task": CONTROL, "config": base,
+                  "length_bias": LENGTH_BIAS, "rho_grid": list(RHOS), "length_arms_tasks": ["sums"], "seeds": args.seeds,
+                  "wall_seconds": round(time.time() - t0, 1), "machine": machine_info(workers=args.workers, arm_workers=args.arm_workers)},
         "arms": arms, "verdict": verdict,
-        "premise": {"what": "M0's greedy accuracy on sums: answering directly, after a forced correct scratchpad, after a forced "
-                            "generic thought; and its own sampled thoughts (how often they hold a worked sum). Holds if the correct "
-                            "scratchpad beats direct and generic by >= 0.2 and fewer than 60% of sampled thoughts are correct worked sums.",
+        "premise": {"what": "Per helping task, M0's greedy accuracy answering directly, after a forced correct scratchpad and "
+                            "after a forced generic thought; and the share of its sampled thoughts (thought prompt, K=8, T=0.8) "
+                            "that are the correct scratchpad. Holds if on sums and sort the correct scratchpad beats direct and "
+                            "generic by >= 0.2 and fewer than half of the sampled thoughts are correct (they are not useful yet).",
                     "numbers": P, "holds": bool(premise_holds)},
-        "positive_control": {"what": "Inside the thinking arm: the judge sees only responses, yet training must raise the rate of "
-                                     "greedy thoughts that are correct worked sums (by > 0.1) and the sums accuracy (by > 0.05) if pairs are built and "
-                                     "trained right, since correct scratchpads make responses right.",
+        "positive_control": {"what": "On sums, the regime built for it: M0 samples the correct scratchpad sometimes (5-50% of "
+                                     "samples); the judge sees only responses, yet the chosen outputs of round 0 must carry the "
+                                     "correct scratchpad more often than the rejected ones (by > 0.05), and training must raise "
+                                     "the share of greedy thoughts that are correct (by > 0.1) and the sums accuracy (by > 0.05), "
+                                     "if pairs are built and trained right.",
                              "numbers": pc, "shows": bool(pc_shows)},
         "notes": "",
-        "differences": {"sums": {"mean": m_s, "std": sd_s, "per_seed": d_sums}, "lookup": {"mean": m_l, "per_seed": d_look}},
-        "length_control": lc,
-        "per_seed": [{k: v for k, v in s.items() if k != "arms"} | {"arm_seconds": {a: s["arms"][a]["seconds"] for a in s["arms"]}}
-                     for s in per_seed],
+        "differences": diffs,
+        "length_control": {"arms": lc, "tuned_rho": tuned,
+                           "rule": "the smallest rho of the grid whose round-0 chosen responses are on average not longer than "
+                                   "the rejected ones (mean over seeds), as the paper tunes it"},
+        "per_seed": [{k: v for k, v in s.items() if k != "arms"}
+                     | {"arm_seconds": {a: s["arms"][a]["seconds"] for a in s["arms"]},
+                        "pairs_correct_thought": s["arms"]["thought"]["thoughts"]["pairs"]} for s in per_seed],
     }
     res["notes"] = notes(res, R)
     name = "thought" + (f"_{args.tag}" if args.tag else "")
@@ -246,36 +334,38 @@ def aggregate(per_seed, args, t0):
 
 
 def notes(res, R) -> str:
-    a = res["arms"]
-    t = (f"Sums accuracy after {R} iterations: thought {a['thought'][f'sums_accuracy_M{R}']:.2f} vs direct "
-         f"{a['direct'][f'sums_accuracy_M{R}']:.2f} (M0: {a['thought']['sums_accuracy_M0']:.2f} with the thought prompt, "
-         f"{a['direct']['sums_accuracy_M0']:.2f} direct). Lookup: thought {a['thought'][f'lookup_accuracy_M{R}']:.2f} vs direct "
-         f"{a['direct'][f'lookup_accuracy_M{R}']:.2f}. ")
-    P = res["premise"]["numbers"]
-    t += (f"M0 can use a correct scratchpad (sums accuracy {P['correct_scratchpad']:.2f} after a forced correct one, "
-          f"{P['direct']:.2f} direct, {P['generic_thought']:.2f} after a generic thought), and {P['sampled_worked_sum_rate']:.0%} of its "
-          f"sampled thoughts are worked sums, {P['sampled_correct_worked_sum_rate']:.2%} correct worked sums. ")
-    if P["sampled_correct_worked_sum_rate"] < 0.05:
-        t += ("The samples almost never hold a useful thought, so there is nothing for the response-only judge to select, and the "
-              "positive control's regime (some useful sampled thoughts) is not reached at this training budget; a seed model "
-              "trained longer (--pretrain-steps, or the non-quick setting) is needed. ")
-    else:
-        t += ("Useful thoughts are sampled, yet with 32 instructions per task and a few DPO steps per iteration the per-seed "
-              "differences are large (see the per-seed numbers): the spread across seeds, not the mean, dominates at this budget. ")
-    if res["length_control"]:
-        lb, lc = res["length_control"]["thought_lenbias"], res["length_control"]["thought_lenbias_lc"]
-        t += (f"Length-biased judge: mean response length M0 -> M{R} is {lb['response_length_M0']:.1f} -> {lb[f'response_length_M{R}']:.1f} "
-              f"characters without length control and {lc['response_length_M0']:.1f} -> {lc[f'response_length_M{R}']:.1f} with rho={RHO}; "
-              f"chosen minus rejected length in round 0: {lb['chosen_minus_rejected_length_round0']:+.1f} vs "
-              f"{lc['chosen_minus_rejected_length_round0']:+.1f}. Length control subtracts rho times the normalised length from "
-              "the normalised score; where the biased score is mostly length (few responses right), rho must approach 1 to cancel "
-              "it, and a malformed rejected sample (empty response) is always shorter: the paper tunes rho until chosen responses "
-              "are no longer than rejected ones, which rho = 0.5 does not achieve here. ")
+    a, P, d = res["arms"], res["premise"]["numbers"], res["differences"]
+    t = "After %d iterations, greedy test accuracy thought vs direct: " % R + "; ".join(
+        f"{task} {a['thought'][f'{task}_accuracy_M{R}']:.2f} vs {a['direct'][f'{task}_accuracy_M{R}']:.2f} "
+        f"(M0 {a['thought'][f'{task}_accuracy_M0']:.2f} with the thought prompt, {a['direct'][f'{task}_accuracy_M0']:.2f} direct; "
+        f"per-seed differences {', '.join(f'{x:+.2f}' for x in d[task]['per_seed'])})" for task in list(HELPS) + [CONTROL]) + ". "
+    t += "M0 can use a correct scratchpad: " + "; ".join(
+        f"{task} {P[task]['correct_scratchpad']:.2f} after a forced correct one vs {P[task]['direct']:.2f} direct and "
+        f"{P[task]['generic_thought']:.2f} after a generic thought; {P[task]['sampled_correct_thought']:.1%} of its sampled thoughts "
+        f"are the correct scratchpad ({P[task]['prompts_with_a_correct_thought']:.0%} of prompts have at least one among K=8)"
+        for task in HELPS) + ". "
+    pc = res["positive_control"]["numbers"]
+    t += (f"Selection by the response-only judge (sums, round 0): chosen outputs hold the correct scratchpad "
+          f"{pc['chosen_correct_thought_round0']:.2f} of the time, rejected {pc['rejected_correct_thought_round0']:.2f}; the greedy "
+          f"correct-scratchpad rate of the thinking model goes {pc['greedy_correct_thought_sums_M0']:.2f} -> "
+          f"{pc[f'greedy_correct_thought_sums_M{R}']:.2f}. ")
+    L = res["length_control"]
+    if L["arms"]:
+        t += ("Length-biased judge (exact + %.2f per response character, sums only): mean response length by iteration " % res["setup"]["length_bias"]
+              + "; ".join(f"rho={v['rho']:g}: " + " -> ".join(f"{x:.1f}" for x in v["response_length_by_iteration"])
+                          + f" (round-0 chosen minus rejected {v['chosen_minus_rejected_length_by_round'][0]:+.1f})" for v in L["arms"].values())
+              + (f". The paper's tuning rule picks rho = {L['tuned_rho']:g}. " if L["tuned_rho"] is not None else
+                 ". No rho of the grid makes chosen responses no longer than rejected ones. ")
+              + "When all K responses of a prompt are equally right, the biased score's normalised value IS the normalised "
+                "length, so rho < 1 only damps the length preference and rho > 1 reverses it; rho = 1 cancels it (no pair). ")
     m = res["setup"]["config"]["model"]
-    t += (f"Scale: a from-scratch model (d_model {m['d_model']}, {m['n_layers']} layers, {m['pretrain_steps']} SFT steps), "
-          f"{res['setup']['config']['task']['n_train']} instructions per task per iteration; the paper's effect "
-          "(general instructions, 8B model, 5,000 prompts, ArmoRM judge) is not what is measured here, only the mechanism: "
-          "whether judging responses alone can teach a model to think usefully where thinking helps.")
+    t += (f"Both arms train each iteration with DPO plus the NLL of the chosen output (alpha = {res['setup']['config']['train']['alpha']:g}, "
+          "IRPO; the paper reports no noticeable difference from plain DPO). ")
+    t += (f"Scale: a from-scratch model (d_model {m['d_model']}, {m['n_layers']} layers, {m['pretrain_steps']} SFT steps, "
+          f"{m['useful']:.0%} correct scratchpads among its thought records), {res['setup']['config']['task']['n_train']} instructions "
+          "per task per iteration; the paper's effect (general instructions, 8B model, 5,000 prompts, ArmoRM judge) is not what "
+          "is measured here, only the mechanism: whether judging responses alone can teach a model to think usefully where "
+          "thinking helps, and not where it cannot.")
     return t
 
 
@@ -283,35 +373,51 @@ def markdown(res, R) -> str:
     a = res["arms"]
     lines = [f"# Thought Preference Optimization: thinking vs direct ({res['verdict']})", "", f"**Claim.** {res['claim']}", "",
              f"Command: `{res['command']}` ({res['setup']['wall_seconds']:.0f} s, seeds {res['setup']['seeds']})", "",
-             "| arm | sums acc M0 | sums acc M%d | lookup acc M0 | lookup acc M%d | sums win rate M%d | thought len M%d | response len M%d |" % (R, R, R, R, R),
+             "Greedy test accuracy (mean ± std over seeds) and the share of greedy thoughts that are the correct scratchpad:", "",
+             "| arm | task | acc M0 | acc M%d | correct thought M0 | correct thought M%d | thought len M%d | response len M%d |" % (R, R, R, R),
              "|---|---|---|---|---|---|---|---|"]
     for arm, v in a.items():
-        lines.append(f"| {arm} | {v['sums_accuracy_M0']:.3f} | {v[f'sums_accuracy_M{R}']:.3f} ± {v[f'sums_accuracy_M{R}_std']:.3f} | "
-                     f"{v['lookup_accuracy_M0']:.3f} | {v[f'lookup_accuracy_M{R}']:.3f} ± {v[f'lookup_accuracy_M{R}_std']:.3f} | "
-                     f"{v[f'sums_win_rate_M{R}']:.3f} | {v[f'sums_thought_length_M{R}']:.1f} | {v[f'response_length_M{R}']:.1f} |")
+        for task in v["by_iteration"]:
+            if task == "chosen_minus_rejected_length": continue
+            lines.append(f"| {arm} | {task} | {v[f'{task}_accuracy_M0']:.3f} | {v[f'{task}_accuracy_M{R}']:.3f} ± "
+                         f"{v[f'{task}_accuracy_M{R}_std']:.3f} | {v[f'{task}_correct_thought_M0']:.3f} | "
+                         f"{v[f'{task}_correct_thought_M{R}']:.3f} | {v[f'{task}_thought_length_M{R}']:.1f} | {v[f'{task}_response_length_M{R}']:.1f} |")
     lines += ["", f"**Premise** (holds: {res['premise']['holds']}): {res['premise']['what']}", "",
               "```", json.dumps(res["premise"]["numbers"], indent=1), "```", "",
               f"**Positive control** (shows: {res['positive_control']['shows']}): {res['positive_control']['what']}", "",
               "```", json.dumps(res["positive_control"]["numbers"], indent=1), "```", "",
-              f"**Verdict: {res['verdict']}.** Thought minus direct (last iteration): sums {res['differences']['sums']}, "
-              f"lookup {res['differences']['lookup']}", "", f"**Notes.** {res['notes']}", "", "![by iteration](thought.png)"]
+              "**Length control** (length-biased judge, sums): response length by iteration, per rho "
+              f"(tuned rho: {res['length_control']['tuned_rho']}; rule: {res['length_control']['rule']})", "",
+              "| arm | rho | response length M0..M%d | chosen - rejected length, by round | sums acc M%d |" % (R, R), "|---|---|---|---|---|"]
+    for arm, v in res["length_control"]["arms"].items():
+        lines.append(f"| {arm} | {v['rho']:g} | {' -> '.join(f'{x:.1f}' for x in v['response_length_by_iteration'])} | "
+                     f"{', '.join(f'{x:+.1f}' for x in v['chosen_minus_rejected_length_by_round'])} | {v[f'sums_accuracy_M{R}']:.3f} |")
+    lines += ["", f"**Verdict: {res['verdict']}.** Thought minus direct (last iteration): " + "; ".join(
+        f"{t} mean {v['mean']:+.3f} (std {v['std']:.3f}, per seed {', '.join(f'{x:+.2f}' for x in v['per_seed'])})"
+        for t, v in res["differences"].items()), "", f"**Notes.** {res['notes']}", "", "![by iteration](thought.png)"]
     return "\n".join(lines)
 
 
 def figure(arms, R, name="thought"):
     import matplotlib; matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.3))
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.4))
     xs = list(range(R + 1))
-    for i, (arm, v) in enumerate(arms.items()):
-        for task, ls in (("sums", "-"), ("lookup", ":")):
-            if arm in ("thought", "direct"):
-                axes[0].plot(xs, v["by_iteration"][task]["accuracy"], ls, marker="o", color=f"C{i}", label=f"{arm} {task}")
-        axes[1].plot(xs, v["by_iteration"]["sums"]["thought_length"], "-o", color=f"C{i}", label=arm)
-        axes[2].plot(xs, v["by_iteration"]["sums"]["response_length"], "-o", color=f"C{i}", label=arm)
-    axes[0].set_title("test accuracy (mean over seeds)"); axes[1].set_title("thought length, sums (chars)")
-    axes[2].set_title("response length, sums (chars)")
-    for ax in axes: ax.set_xticks(xs, [f"M{x}" for x in xs]); ax.grid(alpha=.3); ax.legend(fontsize=7)
+    for i, arm in enumerate(("thought", "direct")):
+        for task, ls in zip(TASKS, ("-", "--", ":")):
+            axes[0].plot(xs, arms[arm]["by_iteration"][task]["accuracy"], ls, marker="o", color=f"C{i}", label=f"{arm} {task}")
+    for task, ls in zip(HELPS, ("-", "--")):
+        axes[1].plot(xs, arms["thought"]["by_iteration"][task]["correct_thought"], ls, marker="o", color="C0", label=f"{task}: correct scratchpad")
+        axes[1].plot(xs, [x / 100 for x in arms["thought"]["by_iteration"][task]["thought_length"]], ls, marker="s", color="C3",
+                     label=f"{task}: thought length / 100")
+    for j, arm in enumerate([a for a in arms if a.startswith("thought_lenbias")]):
+        axes[2].plot(xs, arms[arm]["by_iteration"]["sums"]["response_length"], "-o", color=f"C{j + 2}", label=f"rho={ARMS[arm][1]['rho']:g}")
+        axes[3].plot(list(range(R)), arms[arm]["by_iteration"]["chosen_minus_rejected_length"], "-o", color=f"C{j + 2}", label=f"rho={ARMS[arm][1]['rho']:g}")
+    axes[0].set_title("test accuracy, thought vs direct (mean over seeds)"); axes[1].set_title("thinking arm: greedy thoughts")
+    axes[2].set_title("length-biased judge: response length (sums)"); axes[3].set_title("chosen - rejected response length")
+    for ax in axes[:3]: ax.set_xticks(xs, [f"M{x}" for x in xs])
+    axes[3].set_xticks(list(range(R)), [f"round {x}" for x in range(R)]); axes[3].axhline(0, color="k", lw=.5)
+    for ax in axes: ax.grid(alpha=.3); ax.legend(fontsize=7)
     fig.tight_layout()
     out = ROOT / "bench" / "results"; out.mkdir(parents=True, exist_ok=True)
     fig.savefig(out / f"{name}.png", dpi=110); plt.close(fig)
