@@ -145,8 +145,6 @@ def load_config(source) -> ThoughtConfig:
     return checked_config(ThoughtConfig, source)
 
 # %% ../../nbs/51_thought_run.ipynb #fe2af8db
-_seed = run_seed                  # the old name, which bench/thought.py imports; new code uses `rounds.run_seed`
-
 def test_problems(cfg: ThoughtConfig) -> list[dict]:
     "The held-out test problems of every task."
     t = cfg.task
