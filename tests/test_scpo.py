@@ -291,3 +291,75 @@ def test_scpo_crash_points_are_byte_identical(tiny_run, tmp_path, n_kills):
     bad = [k for k in expected if got[k] != expected[k]]
     assert not bad, f"differ after kills {kills}: {bad}"
     assert json.loads(out2)["models"] == s["models"]
+
+
+# ---------------------------------------------------------------- ScPO on your own problems (a list / a JSONL file, your checker)
+
+CHECKS = '''def parity(text):
+    return len(text) % 2
+def agree(answer, gold):            # gold is a word: the default (equal answers) would call every answer wrong
+    return ("odd" if int(answer) else "even") == gold
+'''
+
+
+@pytest.fixture(scope="module")
+def own(tmp_path_factory):
+    "A saved untrained tiny LM (any HF causal LM would do), a problem file, and a module with an extractor and a checker."
+    from latent_lm.lm import tiny_lm
+    from latent_lm.train import save_pretrained_atomic
+    d = tmp_path_factory.mktemp("own")
+    m, tok = tiny_lm(d_model=32, n_layers=1, n_heads=2, seed=0)
+    save_pretrained_atomic(d / "lm", m, tok)
+    probs = [{"id": f"p{i}", "question": f"Is {i} odd or even?", "answer": ["even", "odd"][i % 2]} for i in range(10)]
+    write_jsonl(d / "problems.jsonl", probs)
+    (d / "my_checks_scpo.py").write_text(CHECKS)
+    return d, probs
+
+
+def _own_args(d, run_dir, problems):
+    return ["scpo", "run", "--run_dir", run_dir, "--rounds", "1", "--task.name", "problems", "--task.problems", problems,
+            "--task.answer_format", "my_checks_scpo:parity", "--task.checker", "my_checks_scpo:agree", "--task.n_train", "6",
+            "--task.n_test", "4", "--model.init", d / "lm", "--sampling.k", "4", "--sampling.max_new_tokens", "6",
+            "--sampling.batch_size", "32", "--select.thresholds", "[0.5]", "--train.epochs", "1", "--train.batch_size", "4",
+            "--eval.k", "4", "--json"]
+
+
+def test_own_problems_api_and_cli(own, capsys, monkeypatch):
+    from test_rounds import cli
+    from latent_lm.scpo.run import run_scpo
+    d, probs = own
+    monkeypatch.syspath_prepend(str(d))
+    import my_checks_scpo as mc
+    # API: a list of dicts, your extractor and checker as functions
+    cfg = {"run_dir": str(d / "api"), "rounds": 1, "task": {"name": "problems", "n_train": 6, "n_test": 4}, "model": {"init": str(d / "lm")},
+           "sampling": {"k": 4, "max_new_tokens": 6, "batch_size": 32}, "select": {"thresholds": [0.5]},
+           "train": {"epochs": 1, "batch_size": 4}, "eval": {"k": 4}}
+    s = run_scpo(cfg, problems=probs, extract=mc.parity, checker=mc.agree)
+    # CLI: the same problems from a JSONL file, the functions by dotted path
+    rc, out, err = cli(_own_args(d, d / "cli", d / "problems.jsonl"), capsys)
+    assert rc == 0, err[-2000:]
+    s2 = json.loads(out)
+    for summ, run in ((s, d / "api"), (s2, d / "cli")):
+        assert [m["n_test"] for m in summ["models"]] == [4, 4]
+        sc = read_jsonl(run / "round_0" / "scores.jsonl")
+        assert {r["key"] for r in sc} == {f"p{i}" for i in range(4, 10)}          # the first 4 (with gold) are the test set
+        assert all(r["answer"] == len(r["text"]) % 2 and r["correct"] == (["even", "odd"][r["answer"]] == r["gold"]) for r in sc)
+        assert any(r["correct"] for r in sc)
+        ev = read_jsonl(run / "eval" / "m0.jsonl")
+        assert summ["models"][0]["greedy_accuracy"] == pytest.approx(sum(["even", "odd"][int(r["greedy_answer"])] == r["gold"] for r in ev) / 4)
+    assert [m["greedy_accuracy"] for m in s["models"]] == [m["greedy_accuracy"] for m in s2["models"]]   # same data, same seeds
+
+
+@pytest.mark.parametrize("lines,msg", [
+    ('{"question": "a?", "answer": 1}\n\n{"question": "b?"\n', "line 3: not valid JSON"),
+    ('{"question": "a?", "answer": 1}\n{"q": "b?"}\n', "line 2: no 'question' field"),
+])
+def test_own_problem_file_errors(own, capsys, monkeypatch, lines, msg):
+    from test_rounds import cli
+    d, _ = own
+    monkeypatch.syspath_prepend(str(d))
+    bad = d / "bad.jsonl"
+    bad.write_text(lines)
+    rc, out, err = cli(_own_args(d, d / "bad_run", bad), capsys)
+    assert rc == 2 and msg in err and "task.problems" in err, err[-2000:]
+    assert not (d / "bad_run").exists()

@@ -123,7 +123,7 @@ def run(run_dir: str = "runs/scpo", rounds: int = 2, seed: int = 0, task: TaskCo
         run_dir: the run folder (fingerprinted: a rerun with other settings is an error unless --overwrite)
         rounds: ScPO iterations (M1 from M0's data, M2 from M1's, ...)
         seed: seed of sampling, pair choice and training
-        task: the problems
+        task: the problems: generated arithmetic, or your own (task.name problems, task.problems = a JSONL file or saved datasets split, task.checker)
         model: the seed model M0
         sampling: how the k responses per problem are drawn
         select: how pairs (or SFT targets) are chosen from the votes
@@ -133,7 +133,8 @@ def run(run_dir: str = "runs/scpo", rounds: int = 2, seed: int = 0, task: TaskCo
         overwrite: discard an existing run in run_dir and start over
     """
     cfg = ScPOConfig(run_dir, rounds, seed, task, model, sampling, select, train, eval).check()   # every value, before any work
-    return run_pipeline(run_dir, lambda: ScPORun(cfg, overwrite=overwrite).run(), lambda s: save_figures(cfg.run_dir, s), format_summary, json)
+    r = ScPORun(cfg, overwrite=overwrite)                                  # reads your problems: a bad file stops here, nothing written
+    return run_pipeline(run_dir, r.run, lambda s: save_figures(cfg.run_dir, s), format_summary, json)
 
 # %% ../../nbs/42_scpo_app.ipynb #89c6ea1e
 def main(argv: list[str] | None = None) -> int:

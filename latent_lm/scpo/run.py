@@ -7,21 +7,43 @@ Docs: https://latent-lm.github.io/latent_lm/scpo_run.html.md"""
 # %% ../../nbs/41_scpo_run.ipynb #7f22b62d
 from __future__ import annotations
 import json, math
+from typing import Any, Callable
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
-from ..core import LatentLMError, check, atomic_write_json, read_jsonl
+from ..core import LatentLMError, check, atomic_write_json, read_jsonl, check_input_file, stable_hash
 from ..lm import load_lm
 from ..generate import HFGenerator
 from ..judge import answer_extractor, answers_equal, normalize_answer
 from ..rounds import (RoundLoop, SamplingConfig, TrainConfig, EvalConfig, sample, train_round, checked_config, run_seed,
                               ModelCache, model_info)
 from ..tasks import (arithmetic_problems, arithmetic_tokenizer, format_question, sft_records, SeedModelConfig, train_seed_model,
-                             evaluate_answers, EVAL_KEYS, QUESTION_ONLY)
+                             evaluate_answers, eval_metrics, EVAL_KEYS, QUESTION_ONLY)
 from .vote import select_pairs, select_majority, vote_stats, somers_d, synthesize_problems, SELECT_MODES
 
 # %% auto #0
-__all__ = ['TaskConfig', 'ScPOSamplingConfig', 'SelectConfig', 'ScPOConfig', 'load_config', 'test_problems', 'pretrain_problems',
-           'round_problems', 'ScPORun', 'round_stats', 'run_scpo']
+__all__ = ['resolve_extractor', 'resolve_checker', 'TaskConfig', 'ScPOSamplingConfig', 'SelectConfig', 'ScPOConfig',
+           'load_config', 'test_problems', 'pretrain_problems', 'round_problems', 'load_problems', 'split_problems',
+           'user_round_items', 'ScPORun', 'round_stats', 'run_scpo']
+
+# %% ../../nbs/41_scpo_run.ipynb #a16d0132
+def resolve_extractor(spec, where: str = "answer_format") -> Callable[[str], Any]:
+    "A function response -> answer from a built-in format name, 're:<pattern>', a callable, or 'module:function'."
+    if isinstance(spec, str) and ":" in spec and not spec.startswith("re:"):
+        from latent_lm.registry import load_object
+        spec = load_object(spec)
+        check(callable(spec), f"{where} names {spec!r}, which is not a function text -> answer.")
+    try: return answer_extractor(spec)
+    except LatentLMError as e: raise LatentLMError(f"{where}: {e}") from None
+
+def resolve_checker(spec=None) -> Callable[[Any, Any], bool]:
+    "A function (answer, gold) -> bool: None = equal after normalisation; a callable; or 'module:function'."
+    if spec is None: return lambda a, g: bool(answers_equal(normalize_answer(a), normalize_answer(g)))
+    if isinstance(spec, str):
+        from latent_lm.registry import load_object
+        spec = load_object(spec)
+    check(callable(spec), f"task.checker must be a function (answer, gold) -> bool or 'module:function', got {spec!r}.")
+    return lambda a, g: None if g is None else bool(spec(a, g))
+
 
 # %% ../../nbs/41_scpo_run.ipynb #c33dbff8
 @dataclass
@@ -29,10 +51,14 @@ class TaskConfig:
     """The problems: a generated task, its difficulty, prompt and answer format, and how many problems each round uses.
 
     Args:
-        name: the task ('arithmetic': multi-step word problems from latent_lm.tasks)
+        name: the task: 'arithmetic' (multi-step word problems from latent_lm.tasks) or 'problems' (your own: task.problems)
+        problems: your problems: a JSONL file (one JSON object per line) or a saved `datasets` split folder (task.name 'problems')
+        question_key: the field holding a problem's question
+        gold_key: the field holding its gold answer ('' for none; problems with one form the test set)
+        checker: 'module:function' (answer, gold) -> bool deciding correctness (default: equal after normalisation)
         difficulty: arguments of tasks.arithmetic_problems (n_steps, ops, max_start, max_operand, max_factor)
         template: prompt template containing {question} (tasks.GSM8K_PROMPT for instruction-tuned models)
-        answer_format: final-answer format: '####', 'boxed', 'auto', 'last_number' or 're:<pattern>'
+        answer_format: final-answer extractor: '####', 'boxed', 'auto', 'last_number', 're:<pattern>' or 'module:function' (text -> answer)
         n_train: fresh unlabeled problems per round
         n_labeled: of which this many keep their gold answer (select.mode 'semi')
         synthesize: extra problems per round written by a model from few-shot examples (paper, section 3.1)
@@ -42,6 +68,10 @@ class TaskConfig:
         seed: seed of the problem generator
     """
     name: str = "arithmetic"
+    problems: str | None = None
+    question_key: str = "question"
+    gold_key: str = "answer"
+    checker: str | None = None
     difficulty: dict = field(default_factory=lambda: {"n_steps": 3, "ops": "+-", "max_start": 15, "max_operand": 9})
     template: str = QUESTION_ONLY
     answer_format: str = "####"
@@ -104,11 +134,16 @@ class ScPOConfig:
         t, s, sel = self.task, self.sampling, self.select
         check(isinstance(self.rounds, int) and self.rounds >= 1, f"rounds must be an integer >= 1, got {self.rounds!r}.")
         check(isinstance(self.run_dir, str) and self.run_dir.strip(), f"run_dir must be a folder path, got {self.run_dir!r}.")
-        check(t.name == "arithmetic", f"task.name {t.name!r} is not a known task; the tasks layer provides 'arithmetic'.")
-        try: arithmetic_problems(1, **t.difficulty)
-        except TypeError as e: raise LatentLMError(f"task.difficulty: {e}") from None
+        check(t.name in ("arithmetic", "problems"), f"task.name {t.name!r} is not a known task: 'arithmetic' (generated) or 'problems' (your own, task.problems).")
+        if t.name == "arithmetic":
+            try: arithmetic_problems(1, **t.difficulty)
+            except TypeError as e: raise LatentLMError(f"task.difficulty: {e}") from None
+        else:
+            check(self.model.init != "tiny", "task.name 'problems' needs model.init = a model name or path: the tiny seed model is trained on the arithmetic task's worked solutions.")
+            check(t.question_key.strip() != "", "task.question_key must name the question field.")
         check("{question}" in t.template, "task.template must contain '{question}'.")
-        answer_extractor(t.answer_format)
+        resolve_extractor(t.answer_format, "task.answer_format")
+        if t.checker is not None: resolve_checker(t.checker)
         for f in ("n_train", "n_test", "n_shots"): check(getattr(t, f) >= 1, f"task.{f} must be >= 1, got {getattr(t, f)}.")
         check(0 <= t.n_labeled <= t.n_train, f"task.n_labeled must be in [0, task.n_train={t.n_train}], got {t.n_labeled}.")
         check(t.synthesize >= 0, f"task.synthesize must be >= 0, got {t.synthesize}.")
@@ -146,13 +181,82 @@ def round_problems(cfg: ScPOConfig, k: int) -> list[dict]:
     return [{"key": p["key"], "prompt": format_question(p, cfg.task.template), "question": p["question"], "gold": p["answer"],
              "labeled": mode == "gold" or (mode == "semi" and i < cfg.task.n_labeled), "source": "task"} for i, p in enumerate(probs)]
 
+# %% ../../nbs/41_scpo_run.ipynb #ec2ae456
+def _problem(row, where: str, question_key: str, gold_key: str) -> dict:
+    check(isinstance(row, dict), f"{where}: a problem must be a JSON object, got {type(row).__name__}.")
+    check(question_key in row, f"{where}: no '{question_key}' field (it has {sorted(row)}); name the question field with task.question_key.")
+    q = row[question_key]
+    check(isinstance(q, str) and q.strip() != "", f"{where}: '{question_key}' must be a non-empty string, got {q!r}.")
+    key = str(row["id"]) if row.get("id") is not None else stable_hash("problem", q)
+    return {"key": key, "question": q, "gold": row.get(gold_key) if gold_key else None}
+
+def load_problems(source, question_key: str = "question", gold_key: str = "answer") -> list[dict]:
+    """Your problems as `{key, question, gold}`: from a list of dicts, a `datasets` split, a JSONL file or a saved split folder.
+    A bad line (not JSON, no question field) is an error naming the file and the line; a repeated problem one naming both."""
+    if isinstance(source, (str, Path)):
+        p = Path(source)
+        if p.is_dir():
+            import datasets
+            ds = datasets.load_from_disk(str(p))
+            check(hasattr(ds, "column_names"), f"task.problems {p} holds several splits ({list(ds)}); give one split's folder.")
+            return load_problems(ds, question_key, gold_key)
+        rows = []
+        for i, line in enumerate(check_input_file(p, "task.problems").splitlines(), 1):
+            if not line.strip(): continue
+            try: row = json.loads(line)
+            except json.JSONDecodeError as e: raise LatentLMError(f"task.problems {p}, line {i}: not valid JSON ({e.msg}). Fix or remove that line.") from None
+            rows.append(_problem(row, f"task.problems {p}, line {i}", question_key, gold_key))
+        where = f"task.problems {p}"
+    else:
+        check(not isinstance(source, dict), "problems must be a list of dicts (or a datasets split), not one dict.")
+        rows, where = [_problem(dict(r), f"problem {i}", question_key, gold_key) for i, r in enumerate(source)], "problems"
+    check(rows, f"{where} holds no problems.")
+    seen = {}
+    for i, r in enumerate(rows):
+        check(r["key"] not in seen, f"{where}: problem {i} repeats problem {seen.get(r['key'])} (same id or question).")
+        seen[r["key"]] = i
+    return rows
+
+def split_problems(problems: list[dict], n_test: int) -> tuple[list[dict], list[dict]]:
+    "(test, pool): the first `n_test` problems with a gold answer are the test set; the others are the training pool."
+    test = [p for p in problems if p["gold"] is not None][:n_test]
+    check(test, "None of the problems has a gold answer, so there is no test set: give some problems one (field task.gold_key).")
+    ids = {p["key"] for p in test}
+    pool = [p for p in problems if p["key"] not in ids]
+    check(pool, f"All {len(problems)} problems went to the test set; give more problems or a smaller task.n_test.")
+    return test, pool
+
+def user_round_items(pool: list[dict], cfg: "ScPOConfig", k: int) -> list[dict]:
+    "Round k's `task.n_train` problems from your pool (in order, wrapping round) as loop items."
+    n, t = len(pool), cfg.task
+    ps = [pool[(k * t.n_train + i) % n] for i in range(min(t.n_train, n))]
+    return [{"key": p["key"], "prompt": format_question(p["question"], t.template), "question": p["question"], "gold": p["gold"],
+             "labeled": cfg.select.mode == "gold" or (cfg.select.mode == "semi" and i < t.n_labeled), "source": "user"}
+            for i, p in enumerate(ps)]
+
+
 # %% ../../nbs/41_scpo_run.ipynb #b0410dca
 class ScPORun:
     "One ScPO run (or a baseline: select.mode gold / unweighted / semi / lmsi): the paper's stages for `RoundLoop`."
-    def __init__(self, cfg: ScPOConfig, overwrite: bool = False):
+    def __init__(self, cfg: ScPOConfig, overwrite: bool = False, problems=None, extract: Callable | None = None,
+                 checker: Callable | None = None):
         self.cfg, self.run_dir, self.overwrite = cfg.check(), Path(cfg.run_dir), overwrite
-        self.extract = answer_extractor(cfg.task.answer_format)
-        self.model, self._loop = ModelCache(2), None
+        t = cfg.task
+        self.extract = resolve_extractor(t.answer_format if extract is None else extract, "task.answer_format")
+        self.checker = resolve_checker(t.checker if checker is None else checker)
+        self.model, self._loop, self.user, self._fp = ModelCache(2), None, None, {}
+        if problems is not None or t.name == "problems":
+            check(problems is not None or t.problems, "task.name 'problems' needs task.problems (a JSONL file or a saved datasets split), or problems= through the API.")
+            check(cfg.model.init != "tiny", "Your own problems need model.init = a model name or path: the tiny seed model is trained on the arithmetic task's worked solutions.")
+            probs = load_problems(t.problems if problems is None else problems, t.question_key, t.gold_key)
+            self.user = split_problems(probs, t.n_test)
+            self._fp["problems"] = stable_hash(json.dumps([[p["key"], p["question"], p["gold"]] for p in probs], default=str))
+        for name, fn in (("extract", extract), ("checker", checker)):     # a function passed in: its name stands for it
+            if fn is not None: self._fp[name] = f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+
+    def fingerprint(self) -> dict:
+        "The config's fingerprint plus what the API passed in (a hash of your problems, the names of your functions)."
+        return {**self.cfg.fingerprint(), **self._fp}
 
     @property
     def loop(self) -> RoundLoop:
@@ -161,7 +265,7 @@ class ScPORun:
             c = self.cfg
             self._loop = RoundLoop(self.run_dir, self.init_model, c.rounds, self.prompts, self.generate, self.score, self.select, self.train,
                                    lambda path, k: self.evaluate_round(path, k), chunk_size=max(1, c.sampling.batch_size // c.sampling.k),
-                                   config={"mode": c.select.mode}, fingerprint=c.fingerprint(), overwrite=self.overwrite)
+                                   config={"mode": c.select.mode}, fingerprint=self.fingerprint(), overwrite=self.overwrite)
         return self._loop
 
     def generator(self, path) -> HFGenerator:
@@ -181,7 +285,8 @@ class ScPORun:
 # %% ../../nbs/41_scpo_run.ipynb #38316e79
 def _prompts(self, k: int) -> list[dict]:
     "Round k's fresh problems, plus `task.synthesize` problems written by the model from few-shot prompts (no gold answer)."
-    items, t = round_problems(self.cfg, k), self.cfg.task
+    t = self.cfg.task
+    items = round_problems(self.cfg, k) if self.user is None else user_round_items(self.user[1], self.cfg, k)
     if t.synthesize:
         gen = self.generator(t.synthesis_model or self.loop.model_for(k))
         new = synthesize_problems(gen, [it["question"] for it in items], t.synthesize, seed=run_seed(self.cfg.seed, "synth", k),
@@ -207,13 +312,13 @@ def _generate(self, model_path: str, chunk: list[dict]) -> list[dict]:
 def _score(self, model_path: str, gens: list[dict]) -> list[dict]:
     "The final answer of each sample (and, for the record only, whether it is right)."
     return [{**g, "answer": (a := self.extract(g["text"])),
-             "correct": None if g.get("gold") is None else bool(answers_equal(a, normalize_answer(g["gold"])))} for g in gens]
+             "correct": None if g.get("gold") is None else self.checker(a, g["gold"])} for g in gens]
 
 def _select(self, scored: list[dict], k: int) -> list[dict]:
     "Pairs by `select.mode` at this round's threshold (or LMSI's SFT targets); the tally of why problems gave none goes to selection.json."
     c, tau = self.cfg, self.cfg.threshold(k)
-    if c.select.mode == "lmsi": recs, tally = select_majority(scored, tau, c.task.answer_format, seed=[c.seed, k])
-    else: recs, tally = select_pairs(scored, c.select.mode, tau, c.task.answer_format, seed=[c.seed, k],
+    if c.select.mode == "lmsi": recs, tally = select_majority(scored, tau, self.extract, seed=[c.seed, k])
+    else: recs, tally = select_pairs(scored, c.select.mode, tau, self.extract, seed=[c.seed, k],
                                      reject_unparseable=c.select.reject_unparseable)
     atomic_write_json(self.run_dir / f"round_{k}" / "selection.json", {"threshold": tau, "mode": c.select.mode, "tally": dict(tally),
                                                                  "n_problems": sum(tally.values()), "n_selected": len(recs)})
@@ -230,11 +335,14 @@ ScPORun.prompts, ScPORun.generate, ScPORun.score, ScPORun.select, ScPORun.train 
 # %% ../../nbs/41_scpo_run.ipynb #bb07ba60
 def _evaluate_model(self, path: str, name: str) -> dict:
     "Greedy and self-consistency accuracy of the model at `path` on the test set (`tasks.evaluate_answers`; records in eval/<name>.jsonl)."
-    c = self.cfg
-    return evaluate_answers(self.generator(path), test_problems(c), c.task.template, c.task.answer_format, c.model.chat, k=c.eval.k,
-                            temperature=c.eval.temperature, top_p=c.eval.top_p, max_new_tokens=c.sampling.max_new_tokens, seed=c.seed,
-                            stop=list(c.sampling.stop) or None, out=self.run_dir / "eval" / f"{name}.jsonl",
-                            chunk_size=max(8, c.sampling.batch_size // c.eval.k), desc=f"evaluate {name}")
+    c, out = self.cfg, self.run_dir / "eval" / f"{name}.jsonl"
+    probs = test_problems(c) if self.user is None else [{"key": p["key"], "question": p["question"], "answer": p["gold"]} for p in self.user[0]]
+    evaluate_answers(self.generator(path), probs, c.task.template, self.extract, c.model.chat, k=c.eval.k,
+                     temperature=c.eval.temperature, top_p=c.eval.top_p, max_new_tokens=c.sampling.max_new_tokens, seed=c.seed,
+                     stop=list(c.sampling.stop) or None, out=out, chunk_size=max(8, c.sampling.batch_size // c.eval.k), desc=f"evaluate {name}")
+    ok = self.checker                              # correctness by task.checker (the default: equal answers, as evaluate_answers)
+    return eval_metrics([{"greedy_correct": ok(r["greedy_answer"], r["gold"]), "sc_correct": ok(r["majority"], r["gold"]),
+                          "sample_accuracy": sum(ok(a, r["gold"]) for a in r["answers"]) / len(r["answers"])} for r in read_jsonl(out)])
 
 def round_stats(run_dir, k: int) -> dict:
     "Vote statistics of round k's samples and selected pairs: how often the majority is right, pair accuracy, Somers' D."
@@ -285,6 +393,8 @@ def _run(self) -> dict:
     return summary
 ScPORun.run = _run
 
-def run_scpo(config: str | Path | dict | ScPOConfig, overwrite: bool = False) -> dict:
-    "Run ScPO (or a baseline) from a YAML path, a dict or an `ScPOConfig`; returns the summary."
-    return ScPORun(load_config(config), overwrite=overwrite).run()
+def run_scpo(config: str | Path | dict | ScPOConfig, overwrite: bool = False, problems=None, extract: Callable | None = None,
+             checker: Callable | None = None) -> dict:
+    """Run ScPO (or a baseline) from a YAML path, a dict or an `ScPOConfig`; returns the summary. Your own `problems` (a list of
+    dicts or a `datasets` split), answer `extract`or (text -> answer) and `checker` ((answer, gold) -> bool) override the config's."""
+    return ScPORun(load_config(config), overwrite=overwrite, problems=problems, extract=extract, checker=checker).run()
