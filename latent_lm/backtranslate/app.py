@@ -304,6 +304,11 @@ def filter_pairs(self: BTRun):
         scores = {r["key"]: r["score"] for r in recs}
     self.scored = [{**p, "score": scores.get(p["key"])} for p in self.pairs]
     self.kept, self.filter_dropped = select_pairs(self.scored, f.method, f.keep_fraction, f.threshold, c.seed)
+    if not self.kept:
+        why = ", ".join(f"{n} {r}" for r, n in self.filter_dropped.items())
+        raise LatentLMError(f"The filter kept none of the {len(self.scored)} pairs ({why}). 'no_score': the judge wrote no score "
+                            "to read (use a stronger filter.judge, or filter.method likelihood); otherwise lower filter.threshold "
+                            "or raise filter.keep_fraction.")
 
 # %% ../../nbs/78_bt_app.ipynb #9130d2b9
 @patch
