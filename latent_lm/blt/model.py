@@ -82,7 +82,7 @@ class BLTConfig:
         return 8 * math.ceil(self.ffn_mult * dim / 8 - 1e-9)
 
     def hidden(self, part: str) -> int:
-        "SwiGLU hidden width of `part` ('encoder', 'global' or 'decoder'): its ffn_hidden_* if set, else `ffn_hidden(dim)`."
+        "SwiGLU hidden width of `part` ('encoder', 'global' or 'decoder'): its `ffn_hidden_<part>` field if set, else `ffn_hidden(dim)`."
         v = getattr(self, f"ffn_hidden_{part}")
         return int(v) if v is not None else self.ffn_hidden(getattr(self, f"dim_{part}"))
 
