@@ -109,6 +109,7 @@ def run_one(arm: str, seed: int, mode: str, out: Path) -> dict:
            "steps": int(mod.trainer.global_step), "epochs": int(mod.trainer.current_epoch),
            "final_train_loss": met.get("train/loss"), "stages": [h["stage"] for h in mod.history], "val_curve": curve,
            "examples": [{k: r[k] for k in ("text", "gold", "correct")} for r in ev["results"][:3]]}
+    res["mode"] = mode                               # a work folder is reused only by a run of the same mode
     (out / "result.json").write_text(json.dumps(res))
     return res
 
@@ -468,7 +469,12 @@ def main(argv=None):
     jobs += [(arm, s) for arm in ("coconut_no_curriculum", "pause_as_thought") if arm in arms for s in range(a.seeds)]
     jobs += [(ANALYSIS_ARM, 0)]
     jobs += [(arm, s) for arm in arms if arm not in order + ["coconut_no_curriculum", "pause_as_thought"] for s in range(a.seeds)]
-    done = lambda j: (work / f"{j[0]}_s{j[1]}" / "result.json").exists()
+    def done(j):
+        f = work / f"{j[0]}_s{j[1]}" / "result.json"
+        if not f.exists(): return False
+        made = json.loads(f.read_text()).get("mode")
+        if made != mode: sys.exit(f"{f} was made by a '{made}' run, not '{mode}': use another --work folder for this mode.")
+        return True
     todo = [j for j in jobs if not done(j)]
     print(f"{len(jobs)} runs ({len(jobs) - len(todo)} already done) in {work}", flush=True)
     procs, seen, stopped = [], set(), False
