@@ -34,7 +34,8 @@ embedded default corpus (Python's `pydoc_data` English reference text + standard
 Verdict rule: see CLAIM below (computed by `verdict`, never hard-coded).
 
 Interrupting is safe: every finished job (arm x seed) is a JSON file in the work folder and is not run again
-(`--fresh` starts over). Run: nice python bench/blt.py --quick   (writes bench/results/blt.json, blt.md, blt_*.png)
+(`--fresh` starts over); in the full and decisive modes a job also saves its training state every 100 steps and a rerun
+goes on from there, so the decisive run can be spread over several sittings with the same `--work` folder. Run: nice python bench/blt.py --quick   (writes bench/results/blt.json, blt.md, blt_*.png)
 """
 from __future__ import annotations
 import argparse, json, math, os, random, shutil, statistics, subprocess, sys, tempfile, time
@@ -75,7 +76,7 @@ MODES = {
                   gen_recompute_samples={"512": None, "2048": 16}, gen_prompt_bytes=48, workers=2,
                   speed=dict(tiny_steps=4, mid_seq_len=512, mid_batch_size=8, mid_steps=1), schemes=["static", "space", "entropy"]),
     # not run here: ~16 h on 2 idle cores (3000 steps x 8 x 512 bytes = 12 MB per run at ~0.7 s/step, 55 runs); the shape of a GPU run
-    "full": dict(model=FULL_MODEL, seq_len=512, batch_size=8, steps=3000, lr=1e-2, bpe_lr=3e-3, warmup=200, weight_decay=0.1, seeds=[0, 1, 2, 3, 4],
+    "full": dict(model=FULL_MODEL, seq_len=512, batch_size=8, steps=3000, ckpt_every=100, lr=1e-2, bpe_lr=3e-3, warmup=200, weight_decay=0.1, seeds=[0, 1, 2, 3, 4],
                  patch_sizes=[4, 6], train_bytes=9_000_000, ngram_bytes=9_000_000, heldout_bytes=200_000, robust_bytes=50_000,
                  robust_sizes=[4, 6], ngram=dict(n=4, k=0.02, max_contexts=2 ** 18), bpe_vocab=4096, gen_bytes=[512, 2048],
                  gen_recompute_samples={"512": None, "2048": None}, gen_prompt_bytes=48, workers=2,
@@ -83,7 +84,7 @@ MODES = {
     # the decisive run (designed, not run in this session): the full model at 3 seeds, 12.3 MB per run (80x the quick runs'
     # 154 KB: the quick runs' across-seed std of ~0.01 BPB would shrink well below the ~0.01-0.03 BPB gap the paper's
     # Figure 6 implies at these patch sizes if seed noise falls like 1/sqrt(bytes)); ~6-7 h on 2 idle cores
-    "decisive": dict(model=FULL_MODEL, seq_len=512, batch_size=8, steps=3000, lr=1e-2, bpe_lr=3e-3, warmup=200, weight_decay=0.1, seeds=[0, 1, 2],
+    "decisive": dict(model=FULL_MODEL, seq_len=512, batch_size=8, steps=3000, ckpt_every=100, lr=1e-2, bpe_lr=3e-3, warmup=200, weight_decay=0.1, seeds=[0, 1, 2],
                      patch_sizes=[4, 6], train_bytes=9_000_000, ngram_bytes=9_000_000, heldout_bytes=200_000, robust_bytes=50_000,
                      robust_sizes=[4], ngram=dict(n=4, k=0.02, max_contexts=2 ** 18), bpe_vocab=4096, gen_bytes=[512],
                      gen_recompute_samples={"512": None}, gen_prompt_bytes=48, workers=2,
@@ -507,6 +508,31 @@ def speed_numbers(cfg: dict, log=print) -> dict:
     return out
 
 
+# ------------------------------------------------------------------------------------------------------------- job checkpoints
+# A long job (the decisive and full modes: ~35 CPU-min per run) saves its training state every `ckpt_every` steps, so a run
+# stopped by a killed session goes on from its last checkpoint instead of from step 0. Only tensors and plain numbers are
+# saved, and they are read back with weights_only=True. There is no dropout, and the data order and initialisation are
+# fixed by the seed, so a resumed job trains exactly as an uninterrupted one (tests/test_bench_blt.py checks this).
+def ckpt_path(work: Path, arm: str, seed: int) -> Path: return Path(work) / "ckpt" / f"{arm}__s{seed}.pt"
+
+
+def save_job_state(path: Path, step: int, model, optim, sched, state: dict):
+    "Training state after `step` steps, written atomically (a temporary file renamed over the old one)."
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"step": step, "model": model.state_dict(), "optim": optim.state_dict(), "sched": sched.state_dict(), **state}, tmp)
+    tmp.replace(path)
+
+
+def load_job_state(path: Path, model, optim, sched) -> tuple[int, dict]:
+    "(steps done, the rest of the saved state) from `path`, with model, optimizer and schedule restored; (0, {}) when absent."
+    if not path.exists(): return 0, {}
+    d = torch.load(path, weights_only=True)
+    model.load_state_dict(d.pop("model")); optim.load_state_dict(d.pop("optim")); sched.load_state_dict(d.pop("sched"))
+    print(f"[blt bench] {path.stem}: resuming at step {d['step']} from {path.name}", flush=True)
+    return d.pop("step"), d
+
+
 # ------------------------------------------------------------------------------------------------------------- BLT jobs
 def _entropy_model(work: Path):
     "The bench's entropy model: a save_pretrained folder (or the .pt file of a work folder from the first version)."
@@ -569,10 +595,12 @@ def run_blt(arm: str, seed: int, cfg: dict, prep: dict, work: Path) -> dict:
     opt = adamw(model, cfg["lr"], cfg["weight_decay"], (0.9, 0.95), cfg["warmup"], "cosine", steps)
     optim, sched = opt["optimizer"], opt["lr_scheduler"]["scheduler"]
     peak0 = matmul_peak()
+    every, ck = cfg.get("ckpt_every", 0), ckpt_path(work, arm, seed)
+    start, st0 = load_job_state(ck, model, optim, sched) if every else (0, {})
+    seen_patches, losses, train_s = int(st0.get("seen_patches", 0)), list(st0.get("losses", torch.zeros(0)).tolist()), float(st0.get("train_s", 0.0))
     model.train()
-    seen_patches, losses = 0, []
     t0 = time.perf_counter()
-    for st in range(steps):
+    for st in range(start, steps):
         j = order[st * B:(st + 1) * B]
         pl = L[j]
         pl = pl[:, :int((pl > 0).sum(1).max())]
@@ -581,7 +609,10 @@ def run_blt(arm: str, seed: int, cfg: dict, prep: dict, work: Path) -> dict:
         optim.zero_grad(set_to_none=True); loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0); optim.step(); sched.step()
         seen_patches += int((pl > 0).sum()); losses.append(loss.item() / math.log(2))
-    train_s = time.perf_counter() - t0
+        if every and (st + 1) % every == 0 and st + 1 < steps:
+            now = time.perf_counter(); train_s += now - t0; t0 = now
+            save_job_state(ck, st + 1, model, optim, sched, {"seen_patches": seen_patches, "losses": torch.tensor(losses), "train_s": train_s})
+    train_s += time.perf_counter() - t0
     peak1 = matmul_peak()
     bytes_seen = steps * B * T
     fl = flops_per_byte(model.config, bpp_train, n_ctx=T, train=True)["total"]
@@ -640,17 +671,22 @@ def run_bpe(seed: int, cfg: dict, prep: dict, work: Path) -> dict:
     opt = adamw(model, cfg.get("bpe_lr", cfg["lr"]), cfg["weight_decay"], (0.9, 0.95), cfg["warmup"], "cosine", steps)
     optim, sched = opt["optimizer"], opt["lr_scheduler"]["scheduler"]
     peak0 = matmul_peak()
+    every, ck = cfg.get("ckpt_every", 0), ckpt_path(work, "bpe", seed)
+    start, st0 = load_job_state(ck, model, optim, sched) if every else (0, {})
+    bytes_seen, losses, train_s = int(st0.get("bytes_seen", 0)), list(st0.get("losses", torch.zeros(0)).tolist()), float(st0.get("train_s", 0.0))
     model.train()
-    bytes_seen, losses = 0, []
     t0 = time.perf_counter()
-    for st in range(steps):
+    for st in range(start, steps):
         j = order[st * B:(st + 1) * B]
         nb = int(blen[y[j]].sum())
         loss = _bpe_loss_sum(model, x[j], y[j]) / y[j].numel()
         optim.zero_grad(set_to_none=True); loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0); optim.step(); sched.step()
         bytes_seen += nb; losses.append(loss.item() * y[j].numel() / nb / math.log(2))
-    train_s = time.perf_counter() - t0
+        if every and (st + 1) % every == 0 and st + 1 < steps:
+            now = time.perf_counter(); train_s += now - t0; t0 = now
+            save_job_state(ck, st + 1, model, optim, sched, {"bytes_seen": bytes_seen, "losses": torch.tensor(losses), "train_s": train_s})
+    train_s += time.perf_counter() - t0
     peak1 = matmul_peak()
     bpt = b["bytes_per_token_train"]
     fl = bpe_flops_per_byte(b["d_model"], b["n_layers"], n_tok, b["vocab_size"], bpt, ffn_hidden=4 * b["d_model"], train=True)
@@ -722,6 +758,8 @@ def worker(work: Path, run_id: str, wid: int):
         res = run_job(job, cfg, prep, work)
         res["job_seconds"] = round(time.time() - t, 1)
         atomic_write_json(result_path(work, job), res)
+        arm_, seed_ = job.rsplit(":", 1)
+        ckpt_path(work, arm_, int(seed_)).unlink(missing_ok=True)     # the result is kept; its training state is not needed
         msg = f"bpb {res['bpb']:.4f}" if "bpb" in res else ", ".join(f"{n}B: x{r['speedup_cached_vs_recompute']:.1f}" for n, r in res["by_length"].items())
         print(f"[worker {wid}] {job} done in {res['job_seconds']:.0f}s: {msg}", flush=True)
 

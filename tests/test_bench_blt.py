@@ -128,3 +128,29 @@ def test_speed_numbers_smoke(bench):
             r = out["configs"][name][th]
             assert r["mfu"] > 0 and r["matmul_peak_flops"] > 0 and r["speedup_vs_dense_masks"] > 0
     assert out["goal_met_1_thread"] in (True, False) and out["configs"]["tiny"]["profile_top_ops_1_thread"]
+
+
+@pytest.mark.parametrize("arm", ["entropy_ps4", "bpe"])
+def test_job_resumes_from_checkpoint_exactly(bench, tmp_path, monkeypatch, arm):
+    "A job stopped after a checkpoint goes on from it and ends exactly where an uninterrupted job ends."
+    cfg = json.loads(json.dumps(bench.MODES["smoke"]))
+    cfg.update(steps=5, ckpt_every=2, train_bytes=30_000, ngram_bytes=30_000, heldout_bytes=1_500, robust_bytes=400)
+    prep = bench.prepare(cfg, tmp_path, log=lambda m: None)
+    whole = bench.run_job(f"{arm}:0", cfg, prep, tmp_path)
+    ck = bench.ckpt_path(tmp_path, arm, 0)
+    ck.unlink()                                                         # the uninterrupted run left its step-4 state: start afresh
+    real_save = bench.save_job_state
+
+    def save_then_die(path, step, *a, **k):                             # the session is killed right after the step-2 checkpoint
+        real_save(path, step, *a, **k)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(bench, "save_job_state", save_then_die)
+    with pytest.raises(KeyboardInterrupt): bench.run_job(f"{arm}:0", cfg, prep, tmp_path)
+    assert torch.load(ck, weights_only=True)["step"] == 2
+    monkeypatch.setattr(bench, "save_job_state", real_save)
+    resumed = bench.run_job(f"{arm}:0", cfg, prep, tmp_path)
+    assert resumed["bpb"] == whole["bpb"] and resumed["final_train_bpb"] == whole["final_train_bpb"]
+    assert resumed["bytes_seen"] == whole["bytes_seen"]
+    cfg["ckpt_every"] = 0                                               # quick mode: no checkpoints written
+    ck.unlink(); bench.run_job(f"{arm}:0", cfg, prep, tmp_path)
+    assert not ck.exists()
