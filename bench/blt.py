@@ -147,14 +147,17 @@ def noised_docs(docs: list[dict], kind: str | None, seed: int = 0) -> list[dict]
 
 
 # ------------------------------------------------------------------------------------------------------------- peak
-def matmul_peak(n: int = 512, reps: int = 6, trials: int = 3) -> float:
-    "Best-of-`trials` float32 matmul FLOP/s on the current thread setting (2 n^3 FLOPs per product)."
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
+def matmul_peak(n: int = 512, reps: int = 6, trials: int = 3, device: str = "cpu") -> float:
+    "Best-of-`trials` float32 matmul FLOP/s on the current thread setting or on `device` (2 n^3 FLOPs per product)."
+    if device != "cpu": n, reps = max(n, 4096), max(reps, 20)    # a GPU needs large products to reach its peak
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    a @ b; sync()
     best = 0.0
     for _ in range(trials):
         t = time.perf_counter()
         for _ in range(reps): a @ b
+        sync()
         best = max(best, 2 * n ** 3 * reps / (time.perf_counter() - t))
     return best
 
@@ -553,9 +556,11 @@ def _blt_eval(model, s, e, patcher, T, key0: int, batch: int = 16, span: torch.T
     if rest is not None: parts.append((rest[0], rest[1], erest[0], mrest[1], torch.tensor([key0 + len(x)])))
     tot = n = nb = npch = tot_in = n_in = 0
     model.eval()
+    dev = next(model.parameters()).device
     with torch.no_grad():
         for xs, ys, es, ms, keys in parts:
             pl = patcher.patch_lengths(xs, es, keys=keys)
+            xs, ys, ms, pl = xs.to(dev), ys.to(dev), ms.to(dev), pl.to(dev)
             lg = model(xs, pl)
             a, b = byte_loss_sums(lg, ys)
             ai, bi = byte_loss_sums(lg, ys, ms)
@@ -591,10 +596,11 @@ def run_blt(arm: str, seed: int, cfg: dict, prep: dict, work: Path) -> dict:
     g = torch.Generator().manual_seed(1000 + seed)                     # data order: the same for every arm of a seed
     order = torch.cat([torch.randperm(n_w, generator=g) for _ in range(math.ceil(steps * B / n_w))])[:steps * B]
     set_seed(seed)
-    model = BLT(BLTConfig(**cfg["model"]))
+    dev = cfg.get("device", "cpu")
+    model = BLT(BLTConfig(**cfg["model"])).to(dev)                     # initialised on CPU (the same weights on any device)
     opt = adamw(model, cfg["lr"], cfg["weight_decay"], (0.9, 0.95), cfg["warmup"], "cosine", steps)
     optim, sched = opt["optimizer"], opt["lr_scheduler"]["scheduler"]
-    peak0 = matmul_peak()
+    peak0 = matmul_peak(device=dev)
     every, ck = cfg.get("ckpt_every", 0), ckpt_path(work, arm, seed)
     start, st0 = load_job_state(ck, model, optim, sched) if every else (0, {})
     seen_patches, losses, train_s = int(st0.get("seen_patches", 0)), list(st0.get("losses", torch.zeros(0)).tolist()), float(st0.get("train_s", 0.0))
@@ -604,7 +610,7 @@ def run_blt(arm: str, seed: int, cfg: dict, prep: dict, work: Path) -> dict:
         j = order[st * B:(st + 1) * B]
         pl = L[j]
         pl = pl[:, :int((pl > 0).sum(1).max())]
-        s, n = byte_loss_sums(model(x[j], pl), y[j])
+        s, n = byte_loss_sums(model(x[j].to(dev), pl.to(dev)), y[j].to(dev))
         loss = s / n.clamp(min=1)
         optim.zero_grad(set_to_none=True); loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0); optim.step(); sched.step()
@@ -612,8 +618,9 @@ def run_blt(arm: str, seed: int, cfg: dict, prep: dict, work: Path) -> dict:
         if every and (st + 1) % every == 0 and st + 1 < steps:
             now = time.perf_counter(); train_s += now - t0; t0 = now
             save_job_state(ck, st + 1, model, optim, sched, {"seen_patches": seen_patches, "losses": torch.tensor(losses), "train_s": train_s})
+    if dev != "cpu": torch.cuda.synchronize()
     train_s += time.perf_counter() - t0
-    peak1 = matmul_peak()
+    peak1 = matmul_peak(device=dev)
     bytes_seen = steps * B * T
     fl = flops_per_byte(model.config, bpp_train, n_ctx=T, train=True)["total"]
     bpb, bpp_eval, bpb_in, bpb_out = _blt_eval(model, d["s_va"], d["e_va"], P, T, 10 ** 9, span=predictable_spans(d["s_va"], d["e_va"]))
@@ -621,7 +628,7 @@ def run_blt(arm: str, seed: int, cfg: dict, prep: dict, work: Path) -> dict:
            "bytes_per_patch_seen": (steps * B * (T + 1)) / seen_patches, "global_steps_per_byte_train": 1 / bpp_train,
            "bytes_seen": bytes_seen, "steps": steps, "params": model.num_params(), "params_with_embeddings": model.num_params(True),
            "train_flops_per_byte": fl, "train_seconds": train_s, "bytes_per_s": bytes_seen / train_s,
-           "matmul_peak_1thread": (peak0 + peak1) / 2, "final_train_bpb": statistics.mean(losses[-max(1, steps // 10):])}
+           "matmul_peak_1thread": (peak0 + peak1) / 2, "final_train_bpb": statistics.mean(losses[-max(1, steps // 10):]), "device": dev}
     res["mfu"] = fl * res["bytes_per_s"] / res["matmul_peak_1thread"]
     ps = int(arm.rsplit("_ps", 1)[1])
     if ps in cfg["robust_sizes"]:
@@ -631,7 +638,7 @@ def run_blt(arm: str, seed: int, cfg: dict, prep: dict, work: Path) -> dict:
             b, q = _blt_eval(model, s, e, P, T, 2 * 10 ** 9)
             res[f"robust_{kind or 'clean'}_bpb"], res[f"robust_{kind or 'clean'}_bytes_per_patch"] = b, q
     if arm == arm_name("entropy", min(cfg["patch_sizes"], key=lambda p: abs(p - 4))) and seed == cfg["seeds"][0]:
-        model.save_pretrained(work / "gen_model")                       # config.json is written last: its presence means complete
+        model.cpu().save_pretrained(work / "gen_model")                       # config.json is written last: its presence means complete
     return res
 
 
@@ -647,9 +654,10 @@ def _bpe_eval(model, u: torch.Tensor, blen: torch.Tensor, n_tok: int, batch: int
     parts = [(x[i:i + batch], y[i:i + batch]) for i in range(0, len(x), batch)] + ([rest] if rest is not None else [])
     tot, nbytes = 0.0, 0
     model.eval()
+    dev = next(model.parameters()).device
     with torch.no_grad():
         for xs, ys in parts:
-            tot += float(_bpe_loss_sum(model, xs, ys)); nbytes += int(blen[ys].sum())
+            tot += float(_bpe_loss_sum(model, xs.to(dev), ys.to(dev))); nbytes += int(blen[ys].sum())
     return bits_per_byte(tot, nbytes)
 
 
@@ -668,9 +676,11 @@ def run_bpe(seed: int, cfg: dict, prep: dict, work: Path) -> dict:
     g = torch.Generator().manual_seed(1000 + seed)
     order = torch.cat([torch.randperm(n_w, generator=g) for _ in range(math.ceil(steps * B / n_w))])[:steps * B]
     model, _ = tiny_lm("bpe", d_model=b["d_model"], n_layers=b["n_layers"], n_heads=b["n_heads"], max_len=n_tok + 1, seed=seed, tokenizer=tok)
+    dev = cfg.get("device", "cpu")
+    model = model.to(dev)
     opt = adamw(model, cfg.get("bpe_lr", cfg["lr"]), cfg["weight_decay"], (0.9, 0.95), cfg["warmup"], "cosine", steps)
     optim, sched = opt["optimizer"], opt["lr_scheduler"]["scheduler"]
-    peak0 = matmul_peak()
+    peak0 = matmul_peak(device=dev)
     every, ck = cfg.get("ckpt_every", 0), ckpt_path(work, "bpe", seed)
     start, st0 = load_job_state(ck, model, optim, sched) if every else (0, {})
     bytes_seen, losses, train_s = int(st0.get("bytes_seen", 0)), list(st0.get("losses", torch.zeros(0)).tolist()), float(st0.get("train_s", 0.0))
@@ -679,15 +689,16 @@ def run_bpe(seed: int, cfg: dict, prep: dict, work: Path) -> dict:
     for st in range(start, steps):
         j = order[st * B:(st + 1) * B]
         nb = int(blen[y[j]].sum())
-        loss = _bpe_loss_sum(model, x[j], y[j]) / y[j].numel()
+        loss = _bpe_loss_sum(model, x[j].to(dev), y[j].to(dev)) / y[j].numel()
         optim.zero_grad(set_to_none=True); loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0); optim.step(); sched.step()
         bytes_seen += nb; losses.append(loss.item() * y[j].numel() / nb / math.log(2))
         if every and (st + 1) % every == 0 and st + 1 < steps:
             now = time.perf_counter(); train_s += now - t0; t0 = now
             save_job_state(ck, st + 1, model, optim, sched, {"bytes_seen": bytes_seen, "losses": torch.tensor(losses), "train_s": train_s})
+    if dev != "cpu": torch.cuda.synchronize()
     train_s += time.perf_counter() - t0
-    peak1 = matmul_peak()
+    peak1 = matmul_peak(device=dev)
     bpt = b["bytes_per_token_train"]
     fl = bpe_flops_per_byte(b["d_model"], b["n_layers"], n_tok, b["vocab_size"], bpt, ffn_hidden=4 * b["d_model"], train=True)
     res = {"arm": "bpe", "seed": seed, "bpb": _bpe_eval(model, d["u_va"], blen, n_tok), "bytes_per_token_train": bpt,
@@ -695,7 +706,7 @@ def run_bpe(seed: int, cfg: dict, prep: dict, work: Path) -> dict:
            "params": sum(p.numel() for p in model.parameters()) - model.get_input_embeddings().weight.numel(),
            "params_with_embeddings": sum(p.numel() for p in model.parameters()),
            "train_flops_per_byte": fl, "train_seconds": train_s, "bytes_per_s": bytes_seen / train_s,
-           "matmul_peak_1thread": (peak0 + peak1) / 2, "final_train_bpb": statistics.mean(losses[-max(1, steps // 10):])}
+           "matmul_peak_1thread": (peak0 + peak1) / 2, "final_train_bpb": statistics.mean(losses[-max(1, steps // 10):]), "device": dev}
     res["mfu"] = fl * res["bytes_per_s"] / res["matmul_peak_1thread"]
     docs = [{"name": f"r{i}", "text": t} for i, t in enumerate(prep["robust_texts"])]
     for kind in (None,) + NOISES:
@@ -1192,6 +1203,9 @@ def main(argv=None):
     ap.add_argument("--out", default=str(RESULTS), help="where blt.json, blt.md and the figures go")
     ap.add_argument("--workers", type=int, help="parallel single-thread worker processes (default: the mode's)")
     ap.add_argument("--fresh", action="store_true", help="delete the work folder first")
+    ap.add_argument("--device", default="cpu", help="where the training jobs run: cpu (default) or cuda; the entropy model, patching, "
+                    "the generation job and the speed section stay on CPU. The work folder does not depend on it, so a run begun "
+                    "on one device can be finished on another; each job records its device")
     ap.add_argument("--report-only", action="store_true", help="write the results from the jobs finished so far (marked partial); run nothing")
     ap.add_argument("--speed", action="store_true", help="(re)measure only the speed section, then write the results like --report-only")
     ap.add_argument("--speed-steps", type=int, help="timed steps per path and thread count for --speed (default: the mode's)")
@@ -1204,8 +1218,12 @@ def main(argv=None):
     mode = "quick" if a.quick else "smoke" if a.smoke else "decisive" if a.decisive else "full"
     cfg = json.loads(json.dumps(MODES[mode]))
     if a.workers: cfg["workers"] = a.workers
+    if a.device != "cpu":
+        if a.device.startswith("cuda") and not torch.cuda.is_available():
+            raise SystemExit(f"--device {a.device}: this torch sees no CUDA device; leave --device out to train on CPU")
+        cfg["device"] = a.device
     from latent_lm.core import stable_hash, atomic_write_json
-    key = stable_hash({k: v for k, v in cfg.items() if k != "workers"}, sys.version_info[:2])
+    key = stable_hash({k: v for k, v in cfg.items() if k not in ("workers", "device")}, sys.version_info[:2])
     work = Path(a.work) if a.work else Path(tempfile.gettempdir()) / "latent_lm_bench" / f"blt_{mode}_{key}"
     if a.fresh and work.exists(): shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
