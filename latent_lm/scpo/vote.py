@@ -12,6 +12,7 @@ from dataclasses import dataclass, asdict, field
 from typing import Any, Callable, Iterable, Sequence
 from ..core import LatentLMError, check, check_nonempty, stable_hash
 from ..judge import answer_extractor, normalize_answer, answers_equal, vote_counts, majority_answer
+from ..tasks import resolve_checker
 
 # %% auto #0
 __all__ = ['PAIR_STATUSES', 'SELECT_MODES', 'SYNTHESIS_PROMPT', 'votes', 'VotePair', 'min_votes', 'vote_pair', 'gold_pair',
@@ -73,14 +74,15 @@ def vote_pair(answers: Sequence, threshold: float = 0.5, seed: Any = 0, extra_an
     return VotePair("pair", k, chosen, rejected, top, low, (top - low) / k, best, pool[rejected])
 
 # %% ../../nbs/40_scpo_vote.ipynb #0e406cca
-def gold_pair(answers: Sequence, gold, seed: Any = 0, extra_answers: Sequence = ()) -> VotePair:
-    "IRPO's pair for a labeled problem: a random correct response vs a random incorrect one, weight 1."
+def gold_pair(answers: Sequence, gold, seed: Any = 0, extra_answers: Sequence = (), checker: Callable | None = None) -> VotePair:
+    """IRPO's pair for a labeled problem: a random correct response vs a random incorrect one, weight 1. `checker`
+    (answer, gold) -> bool decides what is correct (default: equal after normalisation; `tasks.resolve_checker`)."""
     k = len(check_nonempty(answers, "sampled answers"))
-    g = normalize_answer(gold)
-    check(g is not None, f"gold_pair needs a gold answer, got {gold!r}.")
+    check(normalize_answer(gold) is not None, f"gold_pair needs a gold answer, got {gold!r}.")
+    ok = resolve_checker(checker)
     pool = list(answers) + list(extra_answers)
-    right = [i for i, a in enumerate(answers) if answers_equal(a, g)]
-    wrong = [i for i, a in enumerate(pool) if not answers_equal(a, g)]
+    right = [i for i, a in enumerate(answers) if ok(a, gold)]
+    wrong = [i for i, a in enumerate(pool) if not ok(a, gold)]
     c = vote_counts(answers)
     if not right: return VotePair("no_correct", k)
     if not wrong: return VotePair("no_incorrect", k, chosen=right[0], votes_chosen=c[answers[right[0]]], chosen_answer=answers[right[0]])
@@ -105,16 +107,18 @@ def _answers(group, extract):
     get = lambda s: normalize_answer(s["answer"]) if "answer" in s else extract(s["text"])
     return main, extra, [get(s) for s in main], [get(s) for s in extra]
 
-def _correct(answer, gold):
-    return None if gold is None else bool(answers_equal(answer, normalize_answer(gold)))
+def _correct(answer, gold, ok=None):
+    return (ok or resolve_checker())(answer, gold)
 
 def select_pairs(samples: Iterable[dict], mode: str = "scpo", threshold: float = 0.5, answer_format="####", seed: Any = 0,
-                 reject_unparseable: bool = True, gold_key: str = "gold", labeled_key: str = "labeled") -> tuple[list[dict], Counter]:
+                 reject_unparseable: bool = True, gold_key: str = "gold", labeled_key: str = "labeled",
+                 checker: Callable | None = None) -> tuple[list[dict], Counter]:
     """Preference records (`prompt`, `chosen`, `rejected`, `weight`, vote fields) from sample records, and a tally of
     pair statuses. Samples carry `key`, `prompt`, `text`, optionally `answer` (else read with `answer_format`),
-    `extra` (refresh samples: rejectable, never voting), `gold` and `labeled` (semi mode uses gold where labeled)."""
+    `extra` (refresh samples: rejectable, never voting), `gold` and `labeled` (semi mode uses gold where labeled).
+    `checker` (answer, gold) -> bool decides correctness for the gold pairs and the records' `*_correct` fields."""
     check(mode in SELECT_MODES, f"mode must be one of {SELECT_MODES}, got {mode!r}.")
-    extract, out, tally = answer_extractor(answer_format), [], Counter()
+    extract, ok, out, tally = answer_extractor(answer_format), resolve_checker(checker), [], Counter()
     for key, group in group_samples(samples).items():
         main, extra, a, xa = _answers(group, extract)
         check(len(main) > 0, f"Problem {key} has only extra samples; the k original samples are missing.")
@@ -122,7 +126,7 @@ def select_pairs(samples: Iterable[dict], mode: str = "scpo", threshold: float =
         use_gold = mode == "gold" or (mode == "semi" and bool(main[0].get(labeled_key)) and gold is not None)
         if mode == "gold": check(gold is not None, f"mode='gold' needs a gold answer for every problem; problem {key} has none.")
         pseed = [seed, key]
-        p = gold_pair(a, gold, pseed, xa) if use_gold else vote_pair(a, threshold, pseed, xa, reject_unparseable)
+        p = gold_pair(a, gold, pseed, xa, ok) if use_gold else vote_pair(a, threshold, pseed, xa, reject_unparseable)
         tally[p.status] += 1
         if not p.ok: continue
         every = main + extra
@@ -131,13 +135,13 @@ def select_pairs(samples: Iterable[dict], mode: str = "scpo", threshold: float =
                     "weight": w, "source": "gold" if use_gold else "vote", "k": p.k, "votes_chosen": p.votes_chosen,
                     "votes_rejected": p.votes_rejected, "margin": p.weight if not use_gold else (p.votes_chosen - p.votes_rejected) / p.k,
                     "chosen_answer": p.chosen_answer, "rejected_answer": p.rejected_answer,
-                    "chosen_correct": _correct(p.chosen_answer, gold), "rejected_correct": _correct(p.rejected_answer, gold)})
+                    "chosen_correct": _correct(p.chosen_answer, gold, ok), "rejected_correct": _correct(p.rejected_answer, gold, ok)})
     return out, tally
 
 def select_majority(samples: Iterable[dict], threshold: float = 0.5, answer_format="####", seed: Any = 0,
-                    gold_key: str = "gold") -> tuple[list[dict], Counter]:
-    "LMSI's SFT records: for each problem whose majority answer passes the threshold, one response with that answer."
-    extract, out, tally = answer_extractor(answer_format), [], Counter()
+                    gold_key: str = "gold", checker: Callable | None = None) -> tuple[list[dict], Counter]:
+    "LMSI's SFT records: for each problem whose majority answer passes the threshold, one response with that answer (`correct` by `checker`)."
+    extract, ok, out, tally = answer_extractor(answer_format), resolve_checker(checker), [], Counter()
     for key, group in group_samples(samples).items():
         main, _, a, _ = _answers(group, extract)
         c = vote_counts(a)
@@ -149,7 +153,7 @@ def select_majority(samples: Iterable[dict], threshold: float = 0.5, answer_form
         i = _rng(["lmsi", seed, key]).choice([j for j, x in enumerate(a) if x == best])
         tally["pair"] += 1
         out.append({"key": key, "prompt": main[0]["prompt"], "completion": main[i]["text"], "votes": top, "k": len(a),
-                    "answer": best, "correct": _correct(best, main[0].get(gold_key))})
+                    "answer": best, "correct": _correct(best, main[0].get(gold_key), ok)})
     return out, tally
 
 # %% ../../nbs/40_scpo_vote.ipynb #7869d8e4
@@ -162,9 +166,10 @@ def somers_d(score: Sequence[float], outcome: Sequence[float]) -> float:
     n_y = (dy != 0).sum()
     return float((dx * dy).sum() / n_y) if n_y else float("nan")
 
-def vote_stats(samples: Iterable[dict], answer_format="####", gold_key: str = "gold") -> list[dict]:
-    "Per problem: k, the majority answer, its votes and vote share, the number of readable answers, and (gold known) whether the majority and each sample are right."
-    extract, out = answer_extractor(answer_format), []
+def vote_stats(samples: Iterable[dict], answer_format="####", gold_key: str = "gold", checker: Callable | None = None) -> list[dict]:
+    """Per problem: k, the majority answer, its votes and vote share, the number of readable answers, and (gold known)
+    whether the majority and each sample are right (by `checker`, default equal answers)."""
+    extract, ok, out = answer_extractor(answer_format), resolve_checker(checker), []
     for key, group in group_samples(samples).items():
         main, _, a, _ = _answers(group, extract)
         best, v = majority_answer(a)
@@ -172,7 +177,7 @@ def vote_stats(samples: Iterable[dict], answer_format="####", gold_key: str = "g
         rec = {"key": key, "k": len(a), "majority": best, "votes": v, "share": v / len(a), "readable": sum(x is not None for x in a),
                "n_answers": len(vote_counts(a))}
         if gold is not None:
-            rec.update(majority_correct=_correct(best, gold), sample_accuracy=sum(answers_equal(x, normalize_answer(gold)) for x in a) / len(a))
+            rec.update(majority_correct=ok(best, gold), sample_accuracy=sum(ok(x, gold) for x in a) / len(a))
         out.append(rec)
     return out
 
