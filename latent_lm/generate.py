@@ -17,7 +17,8 @@ from .lm import chat_prompt, encode_prompt, pad_batch, position_ids_from_mask, c
 # %% auto #0
 __all__ = ['Completion', 'check_prompts', 'check_sampling', 'sample_seed', 'row_seed', 'base_seed', 'check_prefill',
            'StreamEvent', 'Generator', 'cut_at_stop', 'FunctionGenerator', 'sample_next', 'resolve_token_id',
-           'check_logit_bias', 'HFGenerator', 'vllm_sampling_kwargs', 'completion_from_vllm', 'VLLMGenerator']
+           'check_logit_bias', 'HFGenerator', 'vllm_sampling_kwargs', 'completion_from_vllm', 'VLLMGenerator',
+           'prompt_generators']
 
 # %% ../nbs/02_generate.ipynb #ca73d468
 @dataclass
@@ -545,3 +546,11 @@ class VLLMGenerator(Generator):
         quiet = os.environ.get("LATENT_LM_QUIET", "0") not in ("", "0")
         outs = self.llm.generate([{"prompt_token_ids": s} for s in seqs], params, use_tqdm=not quiet)
         return [[completion_from_vllm(o, temperature, top_p, self.processed) for o in ro.outputs] for ro in outs]
+
+# %% ../nbs/02_generate.ipynb #65b48ddc
+def prompt_generators(prompts: Sequence, seed: int | None) -> list[torch.Generator] | None:
+    "One random stream per prompt (a string or a list of token ids), keyed by its content, repeat count and `seed`: independent of batching and order."
+    from latent_lm.core import key_seed, prompt_keys
+    if seed is None: return None
+    texts = [p if isinstance(p, str) else " ".join(map(str, p)) for p in prompts]
+    return [torch.Generator().manual_seed(key_seed(seed, k)) for k in prompt_keys(texts)]

@@ -17,7 +17,7 @@ from .core import LatentLMError, check, check_nonempty, set_seed, get_device, st
 __all__ = ['CHATML_TEMPLATE', 'SPECIAL_TOKENS', 'SMOLLM2', 'SMOLLM2_GGUF', 'bpe_tokenizer', 'tiny_tokenizer', 'tiny_lm',
            'cache_root', 'smollm2_gguf_path', 'gguf_architecture', 'load_gguf', 'load_lm', 'as_messages', 'chat_prompt',
            'encode_prompt', 'encode_completion', 'context_length', 'pad_batch', 'position_ids_from_mask',
-           'token_logprobs', 'sequence_logprobs']
+           'token_logprobs', 'sequence_logprobs', 'word_level_table', 'encode_pieces']
 
 # %% ../nbs/01_lm.ipynb #b9fbd79b
 CHATML_TEMPLATE = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
@@ -257,3 +257,25 @@ def sequence_logprobs(model, input_ids, attention_mask, completion_mask, average
     m = (completion_mask[:, 1:] * attention_mask[:, 1:]).to(lp.dtype)
     s = (lp * m).sum(-1)
     return s / m.sum(-1).clamp(min=1) if average else s
+
+# %% ../nbs/01_lm.ipynb #26dfbccd
+def word_level_table(tokenizer) -> tuple | None:
+    "For a whitespace word-level tokenizer: `(vocab, unk id, added token strings)`, else None (any other tokenizer)."
+    try:
+        from tokenizers import models, pre_tokenizers
+        bt = tokenizer.backend_tokenizer
+        if not (isinstance(bt.model, models.WordLevel) and isinstance(bt.pre_tokenizer, pre_tokenizers.WhitespaceSplit)
+                and bt.normalizer is None): return None
+    except Exception: return None
+    vocab, unk = tokenizer.get_vocab(), tokenizer.unk_token_id
+    probe = sorted(vocab)[:32] + ["\u2063never-a-word"]            # the lookup must give what the tokenizer gives
+    if tokenizer(" ".join(probe), add_special_tokens=False)["input_ids"] != [vocab.get(w, unk) for w in probe]: return None
+    return vocab, unk, tuple(tokenizer.get_added_vocab())
+
+def encode_pieces(tokenizer, texts: list[str], table: tuple | None = None) -> list[list[int]]:
+    "Token ids of each of `texts` without special tokens; `table` (from `word_level_table`) turns word-level encoding into a lookup."
+    if table is not None:
+        vocab, unk, added = table
+        if not any(a in t for t in texts for a in added):          # added tokens glued to words: let the tokenizer split them
+            return [[vocab.get(w, unk) for w in t.split()] for t in texts]
+    return tokenizer(texts, add_special_tokens=False)["input_ids"]

@@ -37,7 +37,7 @@ def test_variant_configs_run_through_lightning_cli(variant, tmp_path):
     assert all(r["tokens_per_answer"] == r["n_tokens"] + (thoughts_at_final if variant in ("coconut", "no_curriculum") else 0) for r in res)
 
 
-BASES = ("tiny.yaml", "paper.yaml", "paper_gsm.yaml", "control.yaml")
+BASES = ("tiny.yaml", "paper.yaml", "paper_gsm.yaml", "control.yaml", "prosqa_text.yaml")
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
@@ -57,6 +57,9 @@ def test_every_config_loads_with_the_lightning_cli_parser(name):
     if name == "control.yaml":                                       # the positive control: 3-hop pointer chasing, one layer
         assert cfg["data"]["data"] == "pointer_chase" and cfg["data"]["task_kwargs"] == {"n_nodes": 12, "hops": 2}
         assert (m["n_layers"], m["max_latent_stage"], m["use_markers"]) == (1, 2, False)
+    if name == "prosqa_text.yaml":                                   # the paper's setting at CPU size: language steps, small graphs
+        assert cfg["data"]["data"] == "prosqa" and cfg["data"]["relabel"] and cfg["data"]["task_kwargs"] == {"n_nodes": 9, "min_hops": 2, "max_hops": 2}
+        assert (m["max_latent_stage"], m["use_markers"], m["first_stage_epochs"]) == (2, False, 36)
 
 
 def test_config_errors_name_the_problem(tmp_path):

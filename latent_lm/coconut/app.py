@@ -30,7 +30,7 @@ COCONUT = register(Method(
            "analyze": Verb("accuracy and tokens against the number of thoughts (k-sweep); latent search on ProsQA", fn="latent_lm.coconut.app:analyze"),
            "search": Verb("frontier-node values, parallelism, value vs height and logit lens of the latent search", fn="latent_lm.coconut.app:search")},
     tour="latent_lm.coconut.app:tour",
-    configs=[f"configs/coconut/{n}.yaml" for n in ("tiny", "control", "paper", "paper_gsm", "coconut", "cot", "no_cot", "no_curriculum",
+    configs=[f"configs/coconut/{n}.yaml" for n in ("tiny", "control", "prosqa_text", "paper", "paper_gsm", "coconut", "cot", "no_cot", "no_curriculum",
                                                     "no_thought", "pause", "pause_as_thought")],
     bench="bench/coconut.py"))
 

@@ -20,9 +20,10 @@ __all__ = ['START_LATENT', 'LATENT', 'END_LATENT', 'PAUSE', 'COCONUT_TOKENS', 'E
            'PROPERTY_FAMILIES', 'ANSWER_FORMAT', 'validate_record', 'load_coconut_json', 'save_coconut_json',
            'children_of', 'bfs_dist', 'count_shortest_paths', 'sample_shortest_path', 'frontier', 'node_heights',
            'reachable', 'prosqa_graph', 'render_prosqa', 'make_prosqa', 'prosqa_stats', 'plot_prosqa_stats',
-           'graph_layout', 'draw_graph', 'steps_to_path', 'render_symbolic', 'make_symbolic_prosqa', 'relabel_symbolic',
-           'symbolic_vocab', 'pointer_chase_graph', 'make_pointer_chase', 'make_prontoqa', 'make_arithmetic',
-           'record_words', 'word_tokenizer', 'symbolic_tokenizer', 'check_vocab', 'extract_answer', 'answer_correct']
+           'graph_layout', 'draw_graph', 'steps_to_path', 'relabel_prosqa', 'prosqa_vocab', 'render_symbolic',
+           'make_symbolic_prosqa', 'relabel_symbolic', 'symbolic_vocab', 'pointer_chase_graph', 'make_pointer_chase',
+           'make_prontoqa', 'make_arithmetic', 'record_words', 'word_tokenizer', 'symbolic_tokenizer', 'check_vocab',
+           'extract_answer', 'answer_correct']
 
 # %% ../../nbs/20_coconut_data.ipynb #c7c71187
 START_LATENT, LATENT, END_LATENT = "<|start-latent|>", "<|latent|>", "<|end-latent|>"
@@ -355,6 +356,24 @@ def steps_to_path(rec: dict) -> list[int]:
         check(last in idx, f"Step {s!r} does not end with a node name of this graph.")
         path.append(idx[last])
     return path
+
+# %% ../../nbs/20_coconut_data.ipynb #fa6ed386
+def relabel_prosqa(rec: dict, rng) -> dict:
+    "The same ProsQA graph and reasoning path with fresh names, sentence order and option order (use once per epoch)."
+    check(all(k in rec for k in _GRAPH_KEYS), "relabel_prosqa needs a ProsQA record with its graph fields "
+          f"{list(_GRAPH_KEYS)} (as make_prosqa writes them).")
+    g = dict(n=len(rec["idx_to_symbol"]), edges=rec["edges"], root=rec["root"], target=rec["target"],
+             neg_target=rec["neg_target"], path=steps_to_path(rec))
+    out = render_prosqa(g, rng)
+    check(out is not None, f"The graph has more roots than the {len(ENTITY_NAMES)} entity names or more concepts than the "
+          f"{len(CONCEPT_NAMES)} concept names; it cannot be relabelled.")
+    return dict(rec, **out)
+
+def prosqa_vocab() -> list[str]:
+    "Every word a rendering of ProsQA (`render_prosqa`) can contain."
+    words = {"Every", "is", "a", "Is", "or"} | set(ENTITY_NAMES)
+    for c in CONCEPT_NAMES: words |= {c, c + ".", c + "?"}
+    return sorted(words)
 
 # %% ../../nbs/20_coconut_data.ipynb #18c6dad9
 def _node_tok(s): return f"n{s}"

@@ -316,18 +316,12 @@ def _text_prompt_ids(self, texts: list[str], tokenizer, n_thoughts: int | None =
         out.append(encode_prompt(tokenizer, t + (self.config.question_suffix or "")) + mid)
     return out
 
-def _seeded_uniforms(prompts: list[list[int]], seed: int | None):
-    "One random stream per prompt, keyed by the prompt's content (and repeat count) and `seed`: independent of batching and order."
-    from latent_lm.core import key_seed, prompt_keys
-    if seed is None: return None
-    return [torch.Generator().manual_seed(key_seed(seed, k)) for k in prompt_keys([" ".join(map(str, p)) for p in prompts])]
-
 @torch.no_grad()
 def _generate(self, prompts, max_new_tokens: int = 64, eos_id: int | None = None, batch_size: int | None = None,
               temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None, tokenizer=None,
               n_thoughts: int | None = None) -> CoconutGeneration:
     "Continuations after the prompts' continuous thoughts (greedy, or sampled with `temperature`/`top_p` by `generate.sample_next`), batched, with a KV cache."
-    from latent_lm.generate import sample_next
+    from latent_lm.generate import sample_next, prompt_generators
     if tokenizer is not None and (isinstance(prompts, str) or (isinstance(prompts, (list, tuple)) and prompts and all(isinstance(p, str) for p in prompts))):
         prompts = _text_prompt_ids(self, [prompts] if isinstance(prompts, str) else list(prompts), tokenizer, n_thoughts)
     prompts = _as_id_lists(prompts)
@@ -336,7 +330,7 @@ def _generate(self, prompts, max_new_tokens: int = 64, eos_id: int | None = None
     check(isinstance(top_p, (int, float)) and 0 < top_p <= 1, f"top_p must be in (0, 1], got {top_p!r}.")
     eos = self.eos_id if eos_id is None else eos_id
     bs = batch_size or len(prompts)
-    gens = _seeded_uniforms(prompts, seed) if temperature > 0 else None
+    gens = prompt_generators(prompts, seed) if temperature > 0 else None
     was_training = self.training; self.eval()
     dev = next(self.base.parameters()).device
     toks, nth, fin = [], [], []

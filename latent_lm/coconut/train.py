@@ -17,10 +17,10 @@ import lightning as L
 from torch.utils.data import DataLoader, Dataset
 from ..core import (LatentLMError, check, check_nonempty, set_seed, stable_hash, atomic_write_json, progress,
                             check_safetensors_file)
-from ..lm import encode_prompt, context_length
+from ..lm import encode_prompt, context_length, word_level_table, encode_pieces
 from ..train import ResumableDataLoader, train_sampler, make_trainer, save_pretrained_atomic
 from .data import (START_LATENT, LATENT, END_LATENT, PAUSE, COCONUT_TOKENS, load_coconut_json, word_tokenizer,
-                                    record_words, symbolic_vocab, relabel_symbolic, answer_correct, extract_answer,
+                                    record_words, symbolic_vocab, relabel_symbolic, relabel_prosqa, prosqa_vocab, answer_correct, extract_answer,
                                     make_prosqa, make_symbolic_prosqa, make_prontoqa, make_arithmetic,
                                     make_pointer_chase)
 from .model import CoconutLM, add_coconut_tokens, align_latents, tiny_gpt2
@@ -43,32 +43,14 @@ class RecordFormat:
 
 _FACTS: dict[int, tuple] = {}
 
-def _word_level(tokenizer):
-    "For a whitespace word-level tokenizer (as `word_tokenizer` builds): `(vocab, unk id, added token strings)`, else None."
-    try:
-        from tokenizers import models, pre_tokenizers
-        bt = tokenizer.backend_tokenizer
-        if not (isinstance(bt.model, models.WordLevel) and isinstance(bt.pre_tokenizer, pre_tokenizers.WhitespaceSplit)
-                and bt.normalizer is None and bt.post_processor is None): return None
-    except Exception: return None
-    return tokenizer.get_vocab(), tokenizer.unk_token_id, tuple(tokenizer.get_added_vocab())
-
 def _tokenizer_facts(tokenizer) -> tuple[list[int], set[int], tuple | None]:
     "The tokenizer's BOS-style prompt prefix (`lm.encode_prompt` of an empty text), the reserved token ids and its word-level table, cached per tokenizer and size."
     key = (id(tokenizer), len(tokenizer))
     hit = _FACTS.get(key)
     if hit is None or hit[0] is not tokenizer:
         vocab = tokenizer.get_vocab()
-        hit = _FACTS[key] = (tokenizer, encode_prompt(tokenizer, ""), {vocab[t] for t in RESERVED_TOKENS if t in vocab}, _word_level(tokenizer))
+        hit = _FACTS[key] = (tokenizer, encode_prompt(tokenizer, ""), {vocab[t] for t in RESERVED_TOKENS if t in vocab}, word_level_table(tokenizer))
     return hit[1], hit[2], hit[3]
-
-def _encode_pieces(tokenizer, texts: list[str], words) -> list[list[int]]:
-    "Token ids of `texts` (no special tokens): a dictionary lookup per word for word-level tokenizers, else one batched tokenizer call."
-    if words is not None:
-        vocab, unk, added = words
-        if not any(a in t for t in texts for a in added):          # added tokens glued to words: let the tokenizer split them
-            return [[vocab.get(w, unk) for w in t.split()] for t in texts]
-    return tokenizer(texts, add_special_tokens=False)["input_ids"]
 
 def encode_record(tokenizer, rec: dict, fmt: RecordFormat | None = None, i: int | None = None) -> dict:
     "Token ids of a record's question, steps and answer (EOS appended), checked for reserved tokens."
@@ -85,7 +67,7 @@ def encode_record(tokenizer, rec: dict, fmt: RecordFormat | None = None, i: int 
     eos = tokenizer.eos_token_id
     check(eos is not None, "The tokenizer has no EOS token; Coconut ends every answer with EOS. Set tokenizer.eos_token.")
     prefix, reserved, words = _tokenizer_facts(tokenizer)
-    pieces = _encode_pieces(tokenizer, [rec["question"] + fmt.question_suffix] + [s + fmt.step_suffix for s in rec["steps"]]
+    pieces = encode_pieces(tokenizer, [rec["question"] + fmt.question_suffix] + [s + fmt.step_suffix for s in rec["steps"]]
                             + [fmt.answer_prefix + rec["answer"]], words)
     q = pieces[0] if not prefix or pieces[0][:len(prefix)] == prefix else prefix + pieces[0]     # as lm.encode_prompt does
     steps, a = pieces[1:-1], pieces[-1] + [eos]
@@ -340,6 +322,10 @@ class _Relabel:
     def __init__(self, n_symbols: int): self.n_symbols = n_symbols
     def __call__(self, rec, rng): return relabel_symbolic(rec, rng, self.n_symbols)
 
+class _RelabelProsQA:
+    "Fresh names, sentence order and option order for a language ProsQA record (picklable for DataLoader workers)."
+    def __call__(self, rec, rng): return relabel_prosqa(rec, rng)
+
 class CoconutDataModule(L.LightningDataModule):
     "Coconut records (official JSON or a generator) as batches of encoded records; the module lays them out per stage."
     def __init__(self, data: str | list = "symbolic_prosqa", val_data: str | list | None = None, test_data: str | list | None = None,
@@ -389,7 +375,12 @@ class CoconutDataModule(L.LightningDataModule):
             if recs: words |= record_words(recs)
         sym = self.symbolic()
         if sym: words |= set(symbolic_vocab(*sym))
+        if self.hparams.relabel and self.text_prosqa(): words |= set(prosqa_vocab())
         return sorted(words)
+
+    def text_prosqa(self) -> bool:
+        "Generated language ProsQA (`data: prosqa`): relabelled every epoch; loaded files keep their names (the paper's setting)."
+        return self.is_task and self.data == "prosqa"
 
     def connect(self, module) -> "CoconutDataModule":
         "Use `module`'s tokenizer and format to encode (done automatically under a Trainer)."
@@ -401,8 +392,9 @@ class CoconutDataModule(L.LightningDataModule):
         return self.encoder
 
     def _transform(self):
-        sym = self.symbolic() if self.hparams.relabel else None
-        return _Relabel(sym[0]) if sym else None
+        if not self.hparams.relabel: return None
+        sym = self.symbolic()
+        return _Relabel(sym[0]) if sym else _RelabelProsQA() if self.text_prosqa() else None
 
     def _epoch(self) -> int: return 0 if self.trainer is None else self.trainer.current_epoch
 
