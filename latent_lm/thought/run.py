@@ -25,8 +25,8 @@ from .core import (PROMPTS, MARKERS, thought_prompt, parse_output, judge_respons
 
 # %% auto #0
 __all__ = ['ThoughtTaskConfig', 'ThoughtModelConfig', 'ThoughtJudgeConfig', 'ThoughtEvalConfig', 'ThoughtConfig', 'load_config',
-           'test_problems', 'round_problems', 'ScratchJudge', 'make_judge', 'seed_model', 'ThoughtArm', 'eval_records',
-           'eval_summary', 'round_stats', 'ThoughtRun', 'run_thought']
+           'test_problems', 'round_problems', 'ScratchJudge', 'make_judge', 'seed_model_data', 'seed_model',
+           'ThoughtArm', 'eval_records', 'eval_summary', 'round_stats', 'ThoughtRun', 'run_thought']
 
 # %% ../../nbs/51_thought_run.ipynb #379d8897
 @dataclass
@@ -173,10 +173,9 @@ def make_judge(cfg: ThoughtConfig, golds: dict) -> Judge:
     return LengthBiasedJudge(j, cfg.judge.length_bias) if cfg.judge.kind == "length_biased" else j
 
 # %% ../../nbs/51_thought_run.ipynb #d4185d01
-def seed_model(cfg: ThoughtConfig, out_dir) -> str:
-    "Train the tiny seed model M0 into `out_dir` (once; a finished one is reused) and return its path, or return `model.init`."
+def seed_model_data(cfg: ThoughtConfig) -> tuple[list[dict], list[dict], object]:
+    "The seed model's SFT records (a direct and a thought record per pretraining problem), its dev problems and its tokenizer (None: the default)."
     c, m = cfg, cfg.model
-    if m.init != "tiny": return m.init
     test_q = {p["question"] for p in test_problems(c)}
     per = max(1, m.pretrain_problems // len(c.task.tasks))
     probs = [p for name in c.task.tasks for p in scratch_problems(name, per, seed=run_seed(c.task.seed, "pretrain", name), exclude=test_q,
@@ -185,7 +184,13 @@ def seed_model(cfg: ThoughtConfig, out_dir) -> str:
     recs = seed_records(probs, c.prompt, m.useful, seed=run_seed(c.seed, "seed-records"))
     dev = [{"question": r["prompt"], "answer": p["answer"]} for r, p in zip(recs[0:2 * m.n_dev:2], probs[:m.n_dev])]
     tok = task_tokenizer([r["prompt"] + " " + r["completion"] for r in recs[:4000]], m.vocab_size) if m.tokenizer == "task" else None
-    train_seed_model(m, recs, dev, out_dir, answer_format=SCRATCH_FORMAT, max_new_tokens=24, seed=c.seed, tokenizer=tok)
+    return recs, dev, tok
+
+def seed_model(cfg: ThoughtConfig, out_dir) -> str:
+    "Train the tiny seed model M0 into `out_dir` (once; a finished one is reused) and return its path, or return `model.init`."
+    if cfg.model.init != "tiny": return cfg.model.init
+    recs, dev, tok = seed_model_data(cfg)
+    train_seed_model(cfg.model, recs, dev, out_dir, answer_format=SCRATCH_FORMAT, max_new_tokens=24, seed=cfg.seed, tokenizer=tok)
     return str(out_dir)
 
 # %% ../../nbs/51_thought_run.ipynb #fd6a57ac
