@@ -14,10 +14,11 @@ from ..core import LatentLMError, check, check_nonempty, stable_hash, key_seed, 
 from ..sources import SQLRunner, same_result, generated_tables
 from ..tasks import TinyLMConfig, train_corpus_lm
 from .tables import sql_prompt, sft_record, answer_sql, synthesize_table
+from .mhqa import mhqa_record, mhqa_prompt, final_answer, soft_em
 
 # %% auto #0
-__all__ = ['split_slices', 'answerability', 'funnel', 'retention', 'plot_funnel', 'SQLModelConfig', 'base_model', 'train_sql',
-           'model_dir', 'evaluate_sql', 'exact_match']
+__all__ = ['split_slices', 'answerability', 'mhqa_answerability', 'funnel', 'retention', 'plot_funnel', 'SQLModelConfig',
+           'base_model', 'entry_record', 'train_sql', 'model_dir', 'evaluate_sql', 'evaluate_mhqa', 'exact_match']
 
 # %% ../../nbs/72_s2s_curate.ipynb #17ac885f
 def split_slices(items: list[dict], seed: int = 0, fraction: float = 0.5) -> tuple[list[dict], list[dict]]:
@@ -53,22 +54,40 @@ def answerability(generator, items: list[dict], runners: dict, k: int = 3, tempe
         verdicts.append({"key": it["key"], "kept": tries is not None, "tries": tries, "reason": reason, "attempts": attempts})
     return verdicts
 
+def mhqa_answerability(generator, items: list[dict], k: int = 3, temperature: float = 0.7, seed: int = 0, max_new_tokens: int = 96,
+                       chat: bool = False) -> list[dict]:
+    """The same filter for multi-hop entries: the model decomposes and answers each entry (its documents and question) up to `k`
+    times; an attempt is right when its final answer (`final_answer`) contains the entry's answer (the paper's soft exact match)."""
+    check(k >= 1, f"k must be >= 1, got {k}.")
+    if not items: return []
+    seeds = [key_seed(seed, f"answer/{it['key']}") for it in items]
+    outs = generator.generate([mhqa_prompt(it["question"], it.get("context")) for it in items], n=k, temperature=temperature,
+                              max_new_tokens=max_new_tokens, chat=chat, seed=seeds, stop=["\n"])
+    verdicts = []
+    for it, cs in zip(items, outs):
+        finals = [final_answer(c.text) for c in cs]
+        right = [f is not None and soft_em(f, it["answer"]) for f in finals]
+        tries = right.index(True) + 1 if any(right) else None
+        reason = "answered" if tries else ("wrong_answer" if any(f is not None for f in finals) else "no_final_answer")
+        verdicts.append({"key": it["key"], "kept": tries is not None, "tries": tries, "reason": reason,
+                         "attempts": [{"answer": f, "correct": ok} for f, ok in zip(finals, right)]})
+    return verdicts
+
 # %% ../../nbs/72_s2s_curate.ipynb #b9deca46
-def funnel(synth_records: list[dict], n_slice0: int, verdicts: list[dict]) -> list[dict]:
-    "Stages `{stage, n, dropped: {reason: count}}`: attempts, synthesized entries, slice 1, curated."
+def funnel(synth_records: list[dict], n_slice0: int, verdicts: list[dict], entries: str = "executed entries") -> list[dict]:
+    "Stages `{stage, n, dropped: {reason: count}}`: attempts, synthesized `entries`, slice 1, curated."
     st = Counter(r["status"] for r in synth_records)
     ok = st.pop("ok", 0)
     vd = Counter(v["reason"] for v in verdicts if not v["kept"])
     return [{"stage": "generation attempts", "n": len(synth_records), "dropped": {}},
-            {"stage": "executed entries", "n": ok, "dropped": dict(st.most_common())},
+            {"stage": entries, "n": ok, "dropped": dict(st.most_common())},
             {"stage": "slice 1 (to curate)", "n": len(verdicts), "dropped": {"slice 0 (trains LLM_Synth)": n_slice0}},
             {"stage": "curated (answerable)", "n": sum(v["kept"] for v in verdicts), "dropped": dict(vd.most_common())}]
 
 def retention(stages: list[dict]) -> dict:
-    "Share of entries kept by synthesis (of attempts) and by curation (of slice 1)."
-    n = {s["stage"]: s["n"] for s in stages}
-    return {"synthesis": n["executed entries"] / max(1, n["generation attempts"]),
-            "curation": n["curated (answerable)"] / max(1, n["slice 1 (to curate)"])}
+    "Share of entries kept by synthesis (of attempts) and by curation (of slice 1), from a `funnel`."
+    n = [s["n"] for s in stages]
+    return {"synthesis": n[1] / max(1, n[0]), "curation": n[3] / max(1, n[2])}
 
 def plot_funnel(stages: list[dict], ax=None, title: str = "Source2Synth curation funnel"):
     "Horizontal bars: the entries reaching each stage, and beside them the ones dropped there, by reason."
@@ -102,26 +121,34 @@ class SQLModelConfig(TinyLMConfig):
         vocab_size: tiny model BPE vocabulary, learned on the synthetic corpus (> 300)
         chat: render prompts with the chat template (for instruction-tuned models)
         max_new_tokens: longest query generated
+        mhqa_max_new_tokens: longest multi-hop reply generated (decomposition and answer)
     """
     max_len: int = 256
     vocab_size: int = 512
     chat: bool = False
     max_new_tokens: int = 48
+    mhqa_max_new_tokens: int = 96
 
     def check(self, where: str = "model"):
         super().check(where)
         check(self.vocab_size > 0, f"{where}.vocab_size must exceed 300: the SQL model's BPE vocabulary is learned on the corpus, got 0.")
-        check(isinstance(self.max_new_tokens, int) and self.max_new_tokens >= 1, f"{where}.max_new_tokens must be an integer >= 1, got {self.max_new_tokens!r}.")
+        for f in ("max_new_tokens", "mhqa_max_new_tokens"):
+            v = getattr(self, f)
+            check(isinstance(v, int) and not isinstance(v, bool) and v >= 1, f"{where}.{f} must be an integer >= 1, got {v!r}.")
         return self
 
 def base_model(cfg: SQLModelConfig, corpus: list[str], out_dir, seed: int = 0) -> str:
     "The base model's path: `cfg.init`, or for 'tiny' a from-scratch (untrained) model saved (once) to `out_dir`."
     return train_corpus_lm(cfg, corpus, out_dir, seed)["path"]
 
+def entry_record(it: dict) -> dict:
+    "The training record of an entry: a multi-hop one (it has documents `d1`) or a table one (question + schema -> SQL)."
+    return mhqa_record(it) if it.get("d1") is not None else sft_record(it)
+
 def train_sql(model_path: str, items: list[dict], out_dir, train_cfg, seed: int = 0, chat: bool = False) -> str:
-    "SFT `model_path` on entries (question + schema -> SQL) with `rounds.train_round`; the model goes to `out_dir` (once)."
+    "SFT `model_path` on entries (`entry_record`: tables, multi-hop or both) with `rounds.train_round`; the model goes to `out_dir` (once)."
     from latent_lm.rounds import train_round, train_once
-    recs = [sft_record(it) for it in check_nonempty(items, "training entries")]
+    recs = [entry_record(it) for it in check_nonempty(items, "training entries")]
     out = Path(out_dir) / "model"
     return train_once(out, lambda: {"from": str(model_path), **train_round(model_path, recs, out, train_cfg, kind="sft", chat=chat, seed=seed)})
 
@@ -139,6 +166,17 @@ def evaluate_sql(generator, items: list[dict], runners: dict, max_new_tokens: in
     for it, o in zip(items, outs):
         sql = answer_sql(o[0].text); res = runners[it["table_id"]].run(sql)
         recs.append({"key": it["key"], "sql": sql, "reason": res.reason, "correct": bool(res.ok and same_result(res.rows, it["answer"]))})
+    return recs
+
+def evaluate_mhqa(generator, items: list[dict], max_new_tokens: int = 96, chat: bool = False) -> list[dict]:
+    "Greedy decomposed reply per multi-hop entry, scored by soft exact match of its final answer: records `{key, answer, correct}`."
+    if not items: return []
+    outs = generator.generate([mhqa_prompt(it["question"], it.get("context")) for it in items], n=1, temperature=0, max_new_tokens=max_new_tokens,
+                              chat=chat, stop=["\n"])
+    recs = []
+    for it, o in zip(items, outs):
+        f = final_answer(o[0].text)
+        recs.append({"key": it["key"], "answer": f, "correct": f is not None and soft_em(f, it["answer"])})
     return recs
 
 def exact_match(recs: list[dict]) -> float:

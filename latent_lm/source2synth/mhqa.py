@@ -8,12 +8,12 @@ Docs: https://latent-lm.github.io/latent_lm/s2s_mhqa.html.md"""
 from __future__ import annotations
 import random, re
 from collections import Counter
-from ..core import LatentLMError, check, stable_hash
+from ..core import LatentLMError, check, stable_hash, key_seed
 from ..sources import generated_documents
 
 # %% auto #0
 __all__ = ['PROMPTS', 'parse_q1', 'parse_merged', 'template_q1', 'template_q2', 'merge_questions', 'kb_answer', 'soft_em',
-           'synthesize_mhqa', 'impute', 'mhqa_record']
+           'link_documents', 'synthesize_mhqa', 'impute', 'mhqa_prompt', 'mhqa_record', 'final_answer']
 
 # %% ../../nbs/70_s2s_mhqa.ipynb #b2ddba2c
 PROMPTS = {
@@ -25,6 +25,7 @@ PROMPTS = {
              "new question needs both steps.\nQ1: {q1}\nA1: {entity}\nQ2: {q2}\nWrite the result as 'Q' = \"...\"",
     "impute": "Here is a two-hop question Q, its second step Q2 and the entity E that links them. Write the first-step question Q1 "
               "whose answer is E, based on the text.\nQ: {q}\nQ2: {q2}\nE: {entity}\nText: {document_one}\nQuestion:",
+    "answer": "Answer the question using the texts. Reply with the answer only.\n{texts}\nQuestion: {q}\nAnswer:",
 }
 
 def parse_q1(text) -> tuple[str, str] | None:
@@ -86,43 +87,80 @@ def _gen(generator, prompts, seed, chat, max_new_tokens, temperature) -> list[st
     if not prompts: return []
     return [o[0].text for o in generator.generate(prompts, n=1, temperature=temperature, max_new_tokens=max_new_tokens, chat=chat, seed=seed)]
 
+def link_documents(docs: list[dict]) -> list[dict]:
+    "Documents with `links`: a document without them links to the other documents whose title its text mentions (as a wiki links)."
+    out = []
+    for d in docs:
+        if d.get("links"): out.append(d); continue
+        out.append({**d, "links": [o["id"] for o in docs if o["id"] != d["id"] and o.get("title") and o["title"] in d["text"]]})
+    return out
+
+def _wrong_value(d2: dict, rel: str, docs: list[dict], rng: random.Random) -> str:
+    "Injected noise: the same relation's value of another city (unsupported by the texts), or another relation's if none differs."
+    truth = str(d2["facts"][rel])
+    alts = sorted({str(d["facts"][rel]) for d in docs if d.get("kind") == "city"} - {truth})
+    return rng.choice(alts) if alts else rng.choice(sorted({str(v) for v in d2["facts"].values()} - {truth}))
+
 def synthesize_mhqa(docs: list[dict], seed: int = 0, generator=None, answer_fn=None, chat: bool = True, max_new_tokens: int = 96,
-                    temperature: float = 0.7) -> list[dict]:
-    "One record per seed document with links: `{key, d1, d2, q1, entity, q2, answer, question, q1_imputed, status}`."
+                    temperature: float = 0.7, noise: float = 0.0, per_document: int = 1, seeds: list[str] | None = None) -> list[dict]:
+    """`per_document` attempts per seed document (`seeds`: their ids; default every document with links, or every document with
+    an LM): records `{key, d1, d2, context, q1, entity, q2, answer, question, q1_imputed, status, noisy, error}`. Each attempt is
+    seeded by (seed, document, attempt), so a subset of seeds gives the same records as the whole."""
+    check(0 <= noise <= 1, f"noise must be in [0, 1], got {noise}.")
+    check(noise == 0 or generator is None, "noise is injected by the template generator; set it to 0 with an LM generator.")
+    check(per_document >= 1, f"per_document must be >= 1, got {per_document}.")
     by_id = {d["id"]: d for d in docs}
-    answer_fn = answer_fn or (lambda q: kb_answer(q, docs))
-    rng = random.Random(stable_hash("mhqa", seed))
-    s0 = int(stable_hash("mhqa-lm", seed)[:8], 16)
+    kb = all("facts" in d for d in docs)
+    seed_docs = [by_id[i] for i in seeds] if seeds is not None else [d for d in docs if d.get("links") or generator is not None]
     recs = []
-    for d1 in docs:
-        if not d1.get("links") and generator is None: continue
-        r = {"key": d1["id"], "d1": d1["id"], "d2": None, "q1": None, "entity": None, "q2": None, "answer": None, "question": None,
-             "q1_imputed": None, "status": "ok"}
-        recs.append(r)
-        links = [by_id[l] for l in d1.get("links", []) if l in by_id]
-        if not links: r["status"] = "no_link"; continue
-        d2 = rng.choice(links); r["d2"] = d2["id"]
-        if generator is None:
-            q1, ent, desc = template_q1(d1); q2, a = template_q2(d2, rng)
-        else:
-            p = parse_q1(_gen(generator, [PROMPTS["q1"].format(document_one=d1["text"])], s0, chat, max_new_tokens, temperature)[0])
-            if p is None: r["status"] = "no_q1"; continue
-            q1, ent = p
-        if ent not in d1["text"]: r.update(q1=q1, entity=ent, status="entity_not_in_doc"); continue
-        r.update(q1=q1, entity=ent)
-        if generator is not None:
-            q2 = next(iter(re.findall(r"[^\n?]*\?", _gen(generator, [PROMPTS["q2"].format(entity=ent, document_two=d2["text"])], s0 + 1, chat,
-                                                               max_new_tokens, temperature)[0])), None)
-            if q2 is None: r["status"] = "no_q2"; continue
-            q2 = q2.strip(); a = answer_fn(q2)
-        r.update(q2=q2, answer=a)
-        if ent not in q2: r["status"] = "entity_not_in_q2"; continue
-        if generator is None: q = merge_questions(q2, ent, desc)
-        else: q = parse_merged(_gen(generator, [PROMPTS["merge"].format(q1=q1, entity=ent, q2=q2)], s0 + 2, chat, max_new_tokens, temperature)[0])
-        if not q or not a: r["status"] = "no_merge"; continue
-        r["question"] = q
-        r.update(impute(r, d1, generator, answer_fn, chat=chat, max_new_tokens=max_new_tokens, seed=s0 + 3))
+    for d1 in seed_docs:
+        seen = set()
+        for j in range(per_document):
+            r = _attempt(d1, j, docs, by_id, kb, seed, generator, answer_fn, chat, max_new_tokens, temperature, noise)
+            if r["status"] == "ok" and r["question"] in seen: r["status"] = "duplicate"
+            seen.add(r["question"]); recs.append(r)
     return recs
+
+def _attempt(d1, j, docs, by_id, kb, seed, generator, answer_fn, chat, max_new_tokens, temperature, noise) -> dict:
+    rng = random.Random(stable_hash("mhqa", seed, d1["id"], j))
+    s0 = key_seed(seed, f"mhqa/{d1['id']}/{j}") % 2**31
+    r = {"key": d1["id"] if j == 0 else f"{d1['id']}#{j}", "d1": d1["id"], "d2": None, "context": None, "q1": None, "entity": None, "q2": None,
+         "answer": None, "question": None, "q1_imputed": None, "status": "ok", "noisy": False, "error": None}
+    links = [by_id[l] for l in d1.get("links", []) if l in by_id]
+    if not links: r["status"] = "no_link"; return r
+    d2 = rng.choice(links); r.update(d2=d2["id"], context=d1["text"] + "\n" + d2["text"])
+    if answer_fn is None:
+        answer_fn = (lambda q: kb_answer(q, docs)) if kb or generator is None else \
+                    (lambda q: (lambda a: a.strip().split("\n")[0].strip(" .\"'") or None)(_gen(generator, [PROMPTS["answer"].format(texts=r["context"], q=q)],
+                                                                                            s0 + 4, chat, max_new_tokens, temperature)[0]))
+    if generator is None:
+        q1, ent, desc = template_q1(d1)
+        rel = sorted(_Q2)[(int(stable_hash("rel", seed, d1["id"])[:6], 16) + j) % len(_Q2)]    # attempts cycle through the relations
+        q2, a = _Q2[rel].format(e=d2["title"]), str(d2["facts"][rel])
+    else:
+        p = parse_q1(_gen(generator, [PROMPTS["q1"].format(document_one=d1["text"])], s0, chat, max_new_tokens, temperature)[0])
+        if p is None: r["status"] = "no_q1"; return r
+        q1, ent = p
+    if ent not in d1["text"]: r.update(q1=q1, entity=ent, status="entity_not_in_doc"); return r
+    r.update(q1=q1, entity=ent)
+    if generator is not None:
+        q2 = next(iter(re.findall(r"[^\n?]*\?", _gen(generator, [PROMPTS["q2"].format(entity=ent, document_two=d2["text"])], s0 + 1, chat,
+                                                           max_new_tokens, temperature)[0])), None)
+        if q2 is None: r["status"] = "no_q2"; return r
+        q2 = q2.strip(); a = answer_fn(q2)
+    r.update(q2=q2, answer=a)
+    if ent not in q2: r["status"] = "entity_not_in_q2"; return r
+    if generator is None: q = merge_questions(q2, ent, desc)
+    else: q = parse_merged(_gen(generator, [PROMPTS["merge"].format(q1=q1, entity=ent, q2=q2)], s0 + 2, chat, max_new_tokens, temperature)[0])
+    if not q or not a: r["status"] = "no_merge"; return r
+    r["question"] = q
+    r.update(impute(r, d1, generator, answer_fn, chat=chat, max_new_tokens=max_new_tokens, seed=s0 + 3))
+    if r["status"] == "ok" and generator is None and rng.random() < noise:      # the generator answers its own Q2 wrongly
+        r.update(answer=_wrong_value(d2, rel, docs, rng), noisy=True)
+    if kb and r["status"] == "ok":
+        truth = kb_answer(q, docs)
+        r["error"] = None if truth is None else not soft_em(r["answer"], truth)
+    return r
 
 def impute(r: dict, d1: dict, generator=None, answer_fn=None, chat: bool = True, max_new_tokens: int = 96, seed: int = 0) -> dict:
     "The imputation check of one entry: `{q1_imputed, status}` ('ok' or 'imputation_failed')."
@@ -141,8 +179,18 @@ def impute(r: dict, d1: dict, generator=None, answer_fn=None, chat: bool = True,
     return {"q1_imputed": q1i, "question_imputed": q, "status": "ok" if ok else "imputation_failed"}
 
 # %% ../../nbs/70_s2s_mhqa.ipynb #bf7153ca
+def mhqa_prompt(question: str, context: str | None = None) -> str:
+    "The model's input: the documents (if any), the two-hop question and the instruction to decompose."
+    return (f"Text: {context}\n" if context else "") + f"Question: {question}\nDecompose and answer step by step."
+
 def mhqa_record(r: dict) -> dict:
-    "A TRL prompt/completion record: the question, then Q1, A1, Q2 with [A1] and the final answer."
+    "A TRL prompt/completion record: documents and question, then Q1, A1, Q2 with [A1] and the final answer."
     q2 = r["q2"].replace(r["entity"], "[A1]")
-    return {"prompt": f"Question: {r['question']}\nDecompose and answer step by step.",
+    return {"prompt": mhqa_prompt(r["question"], r.get("context")),
             "completion": f" Q1: {r['q1']} A1: {r['entity']}. Q2: {q2} A2: {r['answer']}. 'A2' = 'A' = '{r['answer']}'"}
+
+def final_answer(text) -> str | None:
+    "The final answer of a decomposed reply: the text after `'A' = '` (to the closing quote); `None` if there is none."
+    if not isinstance(text, str): return None
+    m = re.search(r"'A'\s*=\s*'([^'\n]*)'?", text)
+    return m[1].strip() if m and m[1].strip() else None
