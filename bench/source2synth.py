@@ -156,42 +156,51 @@ def plot(arms, runs, noises, out: Path):
     fig.tight_layout(); fig.savefig(out / "source2synth.png", dpi=110); plt.close(fig)
 
 
-def md_text(res: dict) -> str:
-    lines = ["# Source2Synth: curated vs uncurated synthetic SQL data", "", f"Claim: {res['claim']}", "", f"Command: `{res['command']}`", "",
-             f"**Verdict: {res['verdict']}**", "", "| arm | exact match | std | retention | wrong before | wrong after |", "|---|---|---|---|---|---|"]
+def md_text(res: dict, title: str = "Source2Synth: curated vs uncurated synthetic SQL data", metric: str = "exact match",
+            figure: str = "source2synth.png", pc_gain_label: str | None = None) -> str:
+    "The results page: claim, command, verdict, the arms' table, gains, premise, positive control, notes, figure."
+    lines = [f"# {title}", "", f"Claim: {res['claim']}", "", f"Command: `{res['command']}`", "",
+             f"**Verdict: {res['verdict']}**", "", f"| arm | {metric} | std | retention | wrong before | wrong after |", "|---|---|---|---|---|---|"]
     for k, a in res["arms"].items():
         f = lambda x: f"{a[x]:.3f}" if x in a else ""
         lines.append(f"| {k} | {a['exact_match']:.3f} | {a['exact_match_std']:.3f} | {f('retention')} | {f('error_rate_before')} | {f('error_rate_after')} |")
-    lines += ["", "Gain curated - uncurated (mean, standard error over seeds): " +
-              ", ".join(f"noise {p}: {g['mean']:+.3f} ± {g['se']:.3f}" for p, g in res["gains"].items()), "",
+    gain = lambda gs: ", ".join(f"noise {p}: {g['mean']:+.3f} ± {g['se']:.3f}" for p, g in gs.items())
+    lines += ["", "Gain curated - uncurated (mean, standard error over seeds): " + gain(res["gains"]) +
+              (f"; {pc_gain_label}: {gain(res['positive_control_gain'])}" if pc_gain_label else ""), "",
               f"Premise ({'holds' if res['premise']['holds'] else 'does not hold'}): {res['premise']['what']} {res['premise']['numbers']}", "",
               f"Positive control ({'shows' if res['positive_control']['shows'] else 'does not show'}): {res['positive_control']['what']} "
-              f"{res['positive_control']['numbers']}", "", f"Notes: {res['notes']}", "", "![results](source2synth.png)"]
+              f"{res['positive_control']['numbers']}", "", f"Notes: {res['notes']}", "", f"![results]({figure})"]
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="noise 0 and 0.5 plus the positive control, 3 seeds, 48 synthesis tables (9 runs; 15-25 min on 2 shared cores)")
+def bench_args(argv, doc: str, quick_help: str, noises_quick: list, noises_full: list, work_dir: Path):
+    "The shared command line: `(args, over, seeds, noises, work, out)`."
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help=quick_help)
     ap.add_argument("--seeds", type=int, nargs="*", help="seeds (default 0 1 2; 0-4 without --quick)")
-    ap.add_argument("--noise", type=float, nargs="*", help="noise levels (default 0 0.5; 0 0.3 0.5 without --quick)")
+    ap.add_argument("--noise", type=float, nargs="*", help=f"noise levels (default {noises_quick}; {noises_full} without --quick)")
     ap.add_argument("--workers", type=int, default=2, help="runs in parallel (one thread each)")
-    ap.add_argument("--work-dir", default=str(ROOT / "runs" / "bench_source2synth"), help="where the runs go (resumable; delete to start over)")
+    ap.add_argument("--work-dir", default=str(work_dir), help="where the runs go (resumable; delete to start over)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     ap.add_argument("--set", default="{}", help="JSON of config values to change, e.g. '{\"curate\": {\"k\": 5}}'")
     args = ap.parse_args(argv)
-    over = json.loads(args.set)
     seeds = args.seeds or ([0, 1, 2] if args.quick else [0, 1, 2, 3, 4])
-    noises = sorted(args.noise or ([0.0, 0.5] if args.quick else [0.0, 0.3, 0.5]))
-    work = Path(args.work_dir) / ("quick" if args.quick else "full")
+    noises = sorted(args.noise or (noises_quick if args.quick else noises_full))
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
+    return args, json.loads(args.set), seeds, noises, Path(args.work_dir) / ("quick" if args.quick else "full"), out
+
+
+def main(argv=None) -> int:
+    args, over, seeds, noises, work, out = bench_args(argv, __doc__, "noise 0 and 0.5 plus the positive control, 3 seeds, 48 synthesis tables "
+                                                      "(9 runs; 15-25 min on 2 shared cores)", [0.0, 0.5], [0.0, 0.3, 0.5],
+                                                      ROOT / "runs" / "bench_source2synth")
     t0 = time.time()
     hi = max(noises)
     jobs = [(p, s, merge(config(p, s, args.quick, work), over), "tables") for s in seeds for p in noises]
     pc_jobs = [(hi, s, merge(config(hi, s, args.quick, work / "positive_control"), merge(over, PC_OVER)), "tables") for s in seeds]
-    with ProcessPoolExecutor(max_workers=args.workers) as ex:
-        both = list(ex.map(one_run, jobs + pc_jobs))
-    runs, pc_runs = both[:len(jobs)], both[len(jobs):]
+    with ProcessPoolExecutor(max_workers=args.workers) as ex:       # the longest runs (positive control: more epochs) first
+        both = list(ex.map(one_run, pc_jobs + jobs))
+    pc_runs, runs = both[:len(pc_jobs)], both[len(pc_jobs):]
     arms, gains, verdict = summarise(runs, noises, seeds)
     pc_arms, pc_gains, _ = summarise(pc_runs, [hi], seeds)
     arms.update({f"pc_{k}": v for k, v in pc_arms.items()})
