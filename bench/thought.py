@@ -5,13 +5,15 @@ Setup (the honest tiny version of the paper's experiment, spec section C.6):
 
 * Tasks (latent_lm.tasks), mixed in every round like the paper's general instructions: `sums` of four single-digit
   numbers (a scratchpad of partial sums turns one hard one-pass addition into easy two-number steps), `sort` of four
-  digits (a scratchpad that takes out the smallest number step by step), and `lookup` in a small key-value list (one
+  digits, or more with `--sort-n` (a scratchpad that takes out the smallest number step by step), and `lookup` in a small key-value list (one
   attention look-up; nothing to think through: the control).
 * Seed model M0 (one per seed, shared by every arm of that seed): a small Llama-style model trained from scratch on direct
   answers and on the paper's generic thought format, where only a fraction (`useful`) of the thoughts are the correct
   scratchpad and the rest generic filler: it follows the format, its thoughts are mostly not useful yet, but SOME of its
   sampled thoughts are correct, so that best-vs-worst selection by a response-only judge has something to select.
-  The share of correct sampled thoughts at M0 is measured before the loop (premise).
+  The share of correct sampled thoughts at M0 is measured before the loop (premise). `bench/thought_m0.py` trains M0s at
+  several step budgets, `useful` fractions and sort lengths and picks, by a rule stated first, the regime where that share
+  is 5-30% on sums; `--m0-dir` then takes its snapshots as the seed models (`--m0-seed s`: the seed-s one for every seed).
 * Arms (per seed: the same M0, the same fresh instructions, K samples, judge and DPO settings per iteration):
     thought                the paper's method: thought prompt, judge on the response alone, best-vs-worst full outputs
     direct                 the baseline: the instruction alone, the same loop
@@ -26,6 +28,8 @@ Setup (the honest tiny version of the paper's experiment, spec section C.6):
   M0 answering directly, thought and response lengths, the share of greedy thoughts that are the correct scratchpad.
 
 Run: python bench/thought.py --quick   (writes bench/results/thought.json, thought.md, thought.png)
+From bench/thought_m0.py's picked regime (see bench/results/thought_m0.md):
+     python bench/thought.py --quick --m0-dir --m0-seed 0 --pretrain-steps 1500 --useful 0.8 --sort-n 6
 """
 from __future__ import annotations
 import argparse, json, math, shutil, statistics, sys, time
@@ -61,6 +65,7 @@ def base_config(quick: bool) -> dict:
     }
 
 
+M0_WORK = "/tmp/latent_lm_bench_thought_m0"     # bench/thought_m0.py's default work folder
 LENGTH_BIAS, RHOS = 0.02, (0.5, 1.0, 2.0)
 ARMS = {  # arm -> (arm of the run, judge section, tasks (None: all))
     "thought": ("thought", {"kind": "exact", "rho": 0.0}, None),
@@ -90,14 +95,15 @@ def premise(m0: str, cfg, n: int = 100) -> dict:
     tm, rm = MARKERS["generic"]
     out = {}
     for task in HELPS:
-        test = scratch_problems(task, n, seed=_seed(cfg.task.seed, "test", task), **TASKS[task])
+        test = scratch_problems(task, n, seed=_seed(cfg.task.seed, "test", task), **cfg.task.difficulty[task])
         def acc(kind, prefill=None):             # prefill: the forced start of the output (thought marker, thought, response marker)
             outs = gen.generate([thought_prompt(p["question"], kind) for p in test], n=1, temperature=0, max_new_tokens=40,
                                 chat=False, prefill=prefill)
             return sum(check_scratch(o[0].text, p["answer"]) for o, p in zip(outs, test)) / len(test)
         o = {"direct": acc("direct"), "correct_scratchpad": acc("generic", [f"{tm} {p['thought']}\n{rm}" for p in test]),
              "generic_thought": acc("generic", [f"{tm} {GENERIC_THOUGHTS[0]}\n{rm}" for p in test])}
-        samples = gen.generate([thought_prompt(p["question"]) for p in test], n=8, temperature=0.8, top_p=0.95, max_new_tokens=96,
+        samples = gen.generate([thought_prompt(p["question"]) for p in test], n=8, temperature=0.8, top_p=0.95,
+                               max_new_tokens=cfg.sampling.max_new_tokens,
                                chat=False, seed=0)
         parsed = [(parse_output(c.text), p) for cs, p in zip(samples, test) for c in cs]
         good = [q.ok and thought_correct(q.thought, p["thought"]) for q, p in parsed]
@@ -139,27 +145,62 @@ def thought_stats(run_dir: Path, cfg, which: str) -> dict:
     return out
 
 
-def seed_and_premise(seed: int, quick: bool, work: str, overrides: dict | None = None) -> dict:
-    "Stage 1, one process per seed: the seed model M0 (a finished one in the work folder is reused) and the premise."
+def m0_snapshot(m0_dir: str, overrides: dict, seed: int) -> Path:
+    "Where `bench/thought_m0.py` saved the seed model of this setting, seed and step budget."
+    return Path(m0_dir) / setting_name(overrides) / f"seed{seed}" / f"steps{overrides['pretrain_steps']}"
+
+
+def setting_name(overrides: dict) -> str:
+    "The name `bench/thought_m0.py` gives a seed-model setting: u<useful>_sort<numbers to sort>."
+    return f"u{overrides['useful']:g}_sort{overrides.get('sort_n', TASKS['sort']['n_numbers'])}"
+
+
+def parse_setting(name: str) -> dict:
+    "'u0.5_sort6' -> {'useful': 0.5, 'sort_n': 6} (the inverse of `setting_name`)."
+    try:
+        u, s = name.split("_")
+        assert u[0] == "u" and s.startswith("sort")
+        return {"useful": float(u[1:]), "sort_n": int(s[4:])}
+    except (ValueError, AssertionError, IndexError):
+        sys.exit(f"A seed-model setting is named like 'u0.5_sort6' (useful fraction, numbers to sort), got {name!r}.")
+
+
+def seed_and_premise(seed: int, quick: bool, work: str, overrides: dict | None = None, m0_dir: str | None = None,
+                     m0_seed: int | None = None) -> dict:
+    """Stage 1, one process per seed: the seed model M0 (a finished one in the work folder is reused; with `m0_dir`, the
+    snapshot `bench/thought_m0.py` trained for this setting and budget, of this seed or of `m0_seed`) and the premise."""
     from latent_lm.thought.run import load_config, seed_model
     import torch; torch.set_num_threads(1)
     t0 = time.time()
     sdir = Path(work) / f"seed{seed}"; sdir.mkdir(parents=True, exist_ok=True)
     cfg0 = load_config({**settings(quick, overrides), "seed": seed, "run_dir": str(sdir / "m0cfg")})
-    m0 = seed_model(cfg0, sdir / "init_model")
-    out = {"seed": seed, "m0": m0, "m0_seconds": time.time() - t0, "premise": premise(m0, cfg0)}
+    if m0_dir:
+        ms = seed if m0_seed is None else m0_seed
+        m0 = str(m0_snapshot(m0_dir, overrides, ms))
+        if not (Path(m0) / "latent_lm_done.json").exists():
+            sys.exit(f"No seed model at {m0}: train it with bench/thought_m0.py --work {m0_dir} --settings "
+                     f"{setting_name(overrides)} --budgets {overrides['pretrain_steps']} --seeds {ms}")
+    else:
+        m0 = seed_model(cfg0, sdir / "init_model")
+    probe = Path(m0) / "probe.json"           # bench/thought_m0.py measured this snapshot with `premise` already
+    out = {"seed": seed, "m0": m0, "m0_seconds": time.time() - t0,
+           "premise": json.loads(probe.read_text())["premise"] if m0_dir and probe.exists() else premise(m0, cfg0)}
     print(f"seed {seed} M0 ({out['m0_seconds']:.0f} s): " + json.dumps(out["premise"]), file=sys.stderr, flush=True)
     return out
 
 
-def run_arm(seed: int, name: str, quick: bool, work: str, m0: str, overrides: dict | None = None) -> dict:
-    "Stage 2, one process per (seed, arm): the arm's iterations from that seed's M0 (a finished run folder is resumed)."
+def run_arm(seed: int, name: str, quick: bool, work: str, m0: str, overrides: dict | None = None, deadline: float | None = None) -> dict | None:
+    """Stage 2, one process per (seed, arm): the arm's iterations from that seed's M0 (a finished run folder is resumed).
+    None, without running, if the wall-clock `deadline` (epoch seconds) has passed when it would start."""
+    if deadline and time.time() > deadline:
+        print(f"seed {seed} {name}: not started, past the deadline", file=sys.stderr, flush=True)
+        return None
     from latent_lm.thought.run import load_config, ThoughtRun
     import torch; torch.set_num_threads(1)
     which, judge, tasks = ARMS[name]
     sdir = Path(work) / f"seed{seed}"
     d = {**settings(quick, overrides), "seed": seed, "run_dir": str(sdir / name), "arms": [which], "judge": judge}
-    if tasks: d["task"] = {**d["task"], "tasks": tasks, "difficulty": {t: TASKS[t] for t in tasks}}
+    if tasks: d["task"] = {**d["task"], "tasks": tasks, "difficulty": {t: d["task"]["difficulty"][t] for t in tasks}}
     d["model"]["init"] = m0
     t = time.time()
     cfg = load_config(d)
@@ -172,9 +213,14 @@ def run_arm(seed: int, name: str, quick: bool, work: str, m0: str, overrides: di
 
 
 def settings(quick: bool, overrides: dict | None = None) -> dict:
-    "`base_config` with the command line's model overrides."
-    base = base_config(quick)
-    base["model"].update(overrides or {})
+    "`base_config` with the command line's overrides: model fields, and `sort_n` (numbers to sort)."
+    base, o = base_config(quick), dict(overrides or {})
+    sort_n = o.pop("sort_n", None)
+    if o.get("lr") is not None: base["train"]["lr"] = o.pop("lr")
+    if sort_n: base["task"]["difficulty"] = {**TASKS, "sort": {**TASKS["sort"], "n_numbers": sort_n}}
+    if sort_n and sort_n > 4:                    # a thought + response for 6 numbers needs about 100 tokens: 96 cut some off
+        base["sampling"]["max_new_tokens"] = base["eval"]["max_new_tokens"] = 128
+    base["model"].update(o)
     return base
 
 
@@ -194,11 +240,22 @@ def main():
     ap.add_argument("--work", default="/tmp/latent_lm_bench_thought")
     ap.add_argument("--pretrain-steps", type=int, default=None, help="seed-model SFT steps (default: the setting's)")
     ap.add_argument("--useful", type=float, default=None, help="share of correct scratchpads in the seed model's thought records")
+    ap.add_argument("--sort-n", type=int, default=None, help=f"numbers to sort (default {TASKS['sort']['n_numbers']})")
+    ap.add_argument("--m0-dir", nargs="?", const=M0_WORK, default=None, help="take the seed models from this bench/thought_m0.py "
+                    f"work folder (default {M0_WORK}): its snapshot of this setting and budget per seed, instead of training them")
+    ap.add_argument("--m0-seed", type=int, default=None, help="with --m0-dir: every seed starts from this seed's snapshot (the "
+                    "seeds then vary only the loop: instructions, samples, training order)")
+    ap.add_argument("--deadline", default=None, help="HH:MM (UTC): arm runs not started by then are left out; the results "
+                    "cover the seeds whose compared arms finished (said in notes)")
+    ap.add_argument("--lr", type=float, default=None, help="DPO learning rate of every arm (default: the setting's)")
     ap.add_argument("--tag", default="", help="write bench/results/thought_<tag>.* instead of thought.*")
     ap.add_argument("--rebuild", action="store_true", help="only redo the results file from a finished run's work folder (per_seed.json)")
     args = ap.parse_args()
     check_arms(args.arms)
-    args.overrides = {k: v for k, v in (("pretrain_steps", args.pretrain_steps), ("useful", args.useful)) if v is not None}
+    args.overrides = {k: v for k, v in (("pretrain_steps", args.pretrain_steps), ("useful", args.useful), ("sort_n", args.sort_n), ("lr", args.lr))
+                      if v is not None}
+    if args.m0_dir:
+        args.overrides = {"pretrain_steps": base_config(args.quick)["model"]["pretrain_steps"], "useful": base_config(args.quick)["model"]["useful"]} | args.overrides
     t0 = time.time()
     work = Path(args.work)
     if args.rebuild:
@@ -208,14 +265,38 @@ def main():
     if work.exists() and not args.resume: shutil.rmtree(work)
     with ProcessPoolExecutor(max_workers=min(args.workers, len(args.seeds))) as ex:
         per_seed = list(ex.map(seed_and_premise, args.seeds, [args.quick] * len(args.seeds), [str(work)] * len(args.seeds),
-                               [args.overrides] * len(args.seeds)))
-    jobs = [(s["seed"], arm, s["m0"]) for s in per_seed for arm in args.arms]
+                               [args.overrides] * len(args.seeds), [args.m0_dir] * len(args.seeds), [args.m0_seed] * len(args.seeds)))
+    # the compared arms of every seed first, then the length-control arms: past the deadline, whole seeds or arms are left out
+    jobs = [(s["seed"], arm, s["m0"]) for s in per_seed for arm in args.arms if arm in ("thought", "direct")]
+    jobs += [(s["seed"], arm, s["m0"]) for s in per_seed for arm in args.arms if arm not in ("thought", "direct")]
+    deadline = deadline_epoch(args.deadline) if args.deadline else None
     with ProcessPoolExecutor(max_workers=min(args.arm_workers, len(jobs))) as ex:
         done = list(ex.map(run_arm, [j[0] for j in jobs], [j[1] for j in jobs], [args.quick] * len(jobs), [str(work)] * len(jobs),
-                           [j[2] for j in jobs], [args.overrides] * len(jobs)))
-    for s in per_seed: s["arms"] = {arm: r for (seed, arm, _), r in zip(jobs, done) if seed == s["seed"]}
+                           [j[2] for j in jobs], [args.overrides] * len(jobs), [deadline] * len(jobs)))
+    for s in per_seed: s["arms"] = {arm: r for (seed, arm, _), r in zip(jobs, done) if seed == s["seed"] and r is not None}
     (work / "per_seed.json").write_text(json.dumps(per_seed))
-    aggregate(per_seed, args, t0)
+    kept = [s for s in per_seed if {"thought", "direct"} <= set(s["arms"])]
+    if not kept: sys.exit("No seed finished both compared arms before the deadline; nothing to aggregate (rerun with --resume).")
+    args.left_out = {"seeds": [s["seed"] for s in per_seed if s not in kept],
+                     "arms": [a for a in args.arms if not all(a in s["arms"] for s in kept)]}
+    args.arms = [a for a in args.arms if a not in args.left_out["arms"]]
+    args.seeds = [s["seed"] for s in kept]
+    aggregate(kept, args, t0)
+
+
+def m0_label(path: str, args) -> str:
+    "The seed model's folder as the results file names it: relative to its work folder (no machine paths)."
+    for root in (getattr(args, "m0_dir", None), args.work):
+        if root and str(path).startswith(str(root)): return str(Path(path).relative_to(root))
+    return Path(path).name
+
+
+def deadline_epoch(hhmm: str) -> float:
+    "Epoch seconds of today's HH:MM in UTC (the deadline after which no arm run starts)."
+    import datetime as dt
+    h, m = map(int, hhmm.split(":"))
+    now = dt.datetime.now(dt.timezone.utc)
+    return now.replace(hour=h, minute=m, second=0, microsecond=0).timestamp()
 
 
 def check_arms(arms):
@@ -301,8 +382,10 @@ def aggregate(per_seed, args, t0):
         "claim": CLAIM,
         "command": "python bench/thought.py" + (" --quick" if args.quick else "")
                    + (f" --pretrain-steps {args.pretrain_steps}" if args.pretrain_steps else "")
-                   + (f" --useful {args.useful}" if args.useful is not None else "") + (f" --tag {args.tag}" if args.tag else "") + (" --resume" if args.resume else ""),
-        "setup": {"tasks": TASKS, "helping_tasks": list(HELPS), "control_task": CONTROL, "config": base,
+                   + (f" --useful {args.useful}" if args.useful is not None else "") + (f" --sort-n {args.sort_n}" if args.sort_n else "") + (f" --lr {args.lr:g}" if args.lr else "")
+                   + ((" --m0-dir" + ("" if args.m0_dir == M0_WORK else f" {args.m0_dir}")) if args.m0_dir else "")
+                   + (f" --m0-seed {args.m0_seed}" if args.m0_seed is not None else "") + (f" --deadline {args.deadline}" if args.deadline else "") + (f" --workers {args.workers} --arm-workers {args.arm_workers}") + (f" --tag {args.tag}" if args.tag else "") + (" --resume" if args.resume else ""),
+        "setup": {"tasks": base["task"]["difficulty"], "helping_tasks": list(HELPS), "control_task": CONTROL, "config": base,
                   "length_bias": LENGTH_BIAS, "rho_grid": list(RHOS), "length_arms_tasks": ["sums"], "seeds": args.seeds,
                   "wall_seconds": round(time.time() - t0, 1), "machine": machine_info(workers=args.workers, arm_workers=args.arm_workers)},
         "arms": arms, "verdict": verdict,
@@ -322,11 +405,23 @@ def aggregate(per_seed, args, t0):
         "length_control": {"arms": lc, "tuned_rho": tuned,
                            "rule": "the smallest rho of the grid whose round-0 chosen responses are on average not longer than "
                                    "the rejected ones (mean over seeds), as the paper tunes it"},
-        "per_seed": [{k: v for k, v in s.items() if k != "arms"}
+        "per_seed": [{k: v for k, v in s.items() if k not in ("arms", "m0")} | {"m0": m0_label(s["m0"], args)}
                      | {"arm_seconds": {a: s["arms"][a]["seconds"] for a in s["arms"]},
                         "pairs_correct_thought": s["arms"]["thought"]["thoughts"]["pairs"]} for s in per_seed],
     }
     res["notes"] = notes(res, R)
+    if getattr(args, "m0_dir", None):
+        res["notes"] += (f" Seed model: the snapshot bench/thought_m0.py picked by its rule (setting {setting_name(args.overrides)}, "
+                         f"{args.overrides['pretrain_steps']} SFT steps; bench/results/thought_m0.json)"
+                         + (f", the same seed-{args.m0_seed} M0 for every seed: the seeds vary the samples and the DPO data "
+                            "order; the instructions and test problems are the same (task seed 0, so that none was a "
+                            "pretraining problem)" if args.m0_seed is not None else ", one per seed") + ". Before this command, "
+                         f"`python bench/thought_m0.py --settings {setting_name(args.overrides)} --budgets {args.overrides['pretrain_steps']} "
+                         f"--seeds {args.m0_seed if args.m0_seed is not None else ' '.join(map(str, args.seeds))}` trains and probes "
+                         "that snapshot (its premise numbers are the ones above).")
+    lo = getattr(args, "left_out", None)
+    if lo and (lo["seeds"] or lo["arms"]):
+        res["notes"] += f" Past the --deadline, left out: seeds {lo['seeds']}, arms {lo['arms']} (not finished on every kept seed)."
     name = "thought" + (f"_{args.tag}" if args.tag else "")
     figure(arms, R, name)
     write_results(name, res, markdown(res, R).replace("(thought.png)", f"({name}.png)"))
