@@ -192,7 +192,7 @@ def bench_args(argv, doc: str, quick_help: str, noises_quick: list, noises_full:
 
 def main(argv=None) -> int:
     args, over, seeds, noises, work, out = bench_args(argv, __doc__, "noise 0 and 0.5 plus the positive control, 3 seeds, 48 synthesis tables "
-                                                      "(9 runs; 15-25 min on 2 shared cores)", [0.0, 0.5], [0.0, 0.3, 0.5],
+                                                      "(9 runs; 504 s measured on 2 shared cores at load ~6, about 22 min at load ~10)", [0.0, 0.5], [0.0, 0.3, 0.5],
                                                       ROOT / "runs" / "bench_source2synth")
     t0 = time.time()
     hi = max(noises)
