@@ -172,8 +172,9 @@ def reproduce_command(rows, order) -> str:
 
 
 def markdown(res) -> str:
-    L = ["# Thought PO: choosing the seed model M0", "", f"**Rule.** {RULE}", "",
-         "Commands, in order: " + "; ".join(f"`{c}`" for c in res["commands"]), "",
+    L = [f"# Thought PO: choosing the seed model M0 ({res['verdict']})", "", f"**Rule.** {RULE}", "",
+         f"Command (reproduces every row): `{res['command']}`", "",
+         "Invocations that wrote this file, in order: " + "; ".join(f"`{c}`" for c in res["commands"]), "",
          "| setting | seed | steps | sums direct | sums correct scratchpad | sums generic | sums sampled correct thought | "
          "sort direct | sort correct scratchpad | sort generic | sort sampled correct thought | premise | in window | qualifies |",
          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -182,7 +183,11 @@ def markdown(res) -> str:
         L.append(f"| {r['setting']} | {r['seed']} | {r['steps']} | {s['direct']:.2f} | {s['correct_scratchpad']:.2f} | "
                  f"{s['generic_thought']:.2f} | {s['sampled_correct_thought']:.3f} | {o['direct']:.2f} | {o['correct_scratchpad']:.2f} | "
                  f"{o['generic_thought']:.2f} | {o['sampled_correct_thought']:.3f} | {r['premise_holds']} | {r['sums_share_in_range']} | {r['qualifies']} |")
-    L += ["", f"**Picked:** {res['picked']}", "", f"**Notes.** {res['notes']}"]
+    L += ["", f"**Picked:** {res['picked']}", "",
+          f"**Premise** (holds: {res['premise']['holds']}): {res['premise']['what']} `{json.dumps(res['premise']['numbers'])}`", "",
+          f"**Positive control** (shows: {res['positive_control']['shows']}): {res['positive_control']['what']} "
+          f"`{json.dumps(res['positive_control']['numbers'])}`", "", f"**Verdict: {res['verdict']}.** {res['claim']}", "",
+          f"**Notes.** {res['notes']}"]
     return "\n".join(L)
 
 

@@ -329,3 +329,42 @@ def test_pairwise_mode_select_uses_elo_of_responses(tmp_path):
     pairs = arm.select(sc, 0)
     assert len(j.seen) == 6 * 2 and all(p == q for p, _ in j.seen)     # 6 ordered pairs, two responses each
     assert len(pairs) == 1 and pairs[0]["chosen"] == texts[1] and pairs[0]["rejected"] in (texts[0], texts[2])
+
+
+# ---- bench/thought_m0.py: the seed-model selection rule, on hand-made probes (no training)
+@pytest.fixture(scope="module")
+def m0_bench():
+    import importlib
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    return importlib.import_module("thought_m0")
+
+
+def _probe(setting, seed, steps, share, premise=True):
+    task = lambda: {"direct": 0.3, "correct_scratchpad": 0.9 if premise else 0.4, "generic_thought": 0.3, "sampled_correct_thought": share}
+    return {"setting": setting, "seed": seed, "steps": steps, "path": "x", "premise": {"sums": task(), "sort": task()}}
+
+
+def test_m0_rule_smallest_budget_then_setting_order(m0_bench):
+    rows = [_probe("u0.5_sort6", 0, 1500, 0.01), _probe("u0.8_sort6", 0, 1500, 0.12, premise=False),
+            _probe("u0.5_sort6", 0, 2500, 0.20), _probe("u0.8_sort6", 0, 2500, 0.10), _probe("u0.8_sort6", 0, 3500, 0.50)]
+    res = m0_bench.summarize(rows, ["c"], 1.0, ["u0.5_sort6", "u0.8_sort6"])
+    assert res["picked"] == {"setting": "u0.5_sort6", "steps": 2500}      # 1500: none qualifies (premise / window); 2500: both, u0.5 first
+    assert res["verdict"] == "partial" and res["positive_control"]["shows"]   # one seed probed at the picked regime
+    res = m0_bench.summarize(rows + [_probe("u0.5_sort6", s, 2500, 0.08) for s in (1, 2)], ["c"], 1.0, ["u0.5_sort6", "u0.8_sort6"])
+    assert res["verdict"] == "reproduced"
+    res = m0_bench.summarize(rows + [_probe("u0.5_sort6", s, 2500, 0.02) for s in (1, 2)], ["c"], 1.0, ["u0.5_sort6", "u0.8_sort6"])
+    assert res["verdict"] == "partial" and not res["positive_control"]["shows"]
+    assert m0_bench.summarize(rows[:2], ["c"], 1.0, ["u0.5_sort6", "u0.8_sort6"])["verdict"] == "not reproduced"
+    assert m0_bench.reproduce_command(rows, ["u0.5_sort6", "u0.8_sort6"]) == \
+        "python bench/thought_m0.py --settings u0.5_sort6 --budgets 1500 2500 --seeds 0 && " \
+        "python bench/thought_m0.py --settings u0.8_sort6 --budgets 1500 2500 3500 --seeds 0"
+
+
+def test_bench_settings_from_a_setting_name(m0_bench):
+    T = m0_bench.T
+    o = T.parse_setting("u0.8_sort6")
+    assert o == {"useful": 0.8, "sort_n": 6} and T.setting_name(o) == "u0.8_sort6"
+    s = T.settings(True, o | {"lr": 1e-4})
+    assert s["task"]["difficulty"]["sort"]["n_numbers"] == 6 and s["model"]["useful"] == 0.8 and s["train"]["lr"] == 1e-4
+    assert s["sampling"]["max_new_tokens"] == s["eval"]["max_new_tokens"] == 128   # sort of 6 in the thought format needs > 96
+    assert T.base_config(True)["task"]["difficulty"]["sort"]["n_numbers"] == 4            # the default is untouched
