@@ -15,12 +15,14 @@ import torch
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['STORE_FORMAT', 'RUN_FORMAT', 'LatentLMError', 'check', 'check_nonempty', 'check_number', 'check_output_file',
-           'check_output_dir', 'check_input_file', 'check_safetensors_file', 'set_seed', 'get_device',
-           'atomic_write_text', 'atomic_write_json', 'JsonlStore', 'read_jsonl', 'write_jsonl', 'is_quiet', 'progress',
-           'quiet_transformers', 'stable_hash', 'key_seed', 'prompt_keys', 'files_fingerprint', 'FileLock',
-           'fingerprint_diff', 'RecordStore', 'resumable_map', 'open_run_dir', 'bootstrap_ci', 'paired_bootstrap_ci',
-           'normalize_text', 'shingles', 'jaccard', 'dedupe', 'assign_clusters', 'kmeans']
+__all__ = ['STORE_FORMAT', 'RUN_FORMAT', 'PRETRAINED_CONFIG', 'PRETRAINED_WEIGHTS', 'LatentLMError', 'check', 'check_nonempty',
+           'check_number', 'check_output_file', 'check_output_dir', 'check_input_file', 'check_safetensors_file',
+           'set_seed', 'get_device', 'atomic_write_text', 'atomic_write_json', 'JsonlStore', 'read_jsonl',
+           'write_jsonl', 'is_quiet', 'progress', 'quiet_transformers', 'stable_hash', 'key_seed', 'prompt_keys',
+           'files_fingerprint', 'FileLock', 'fingerprint_diff', 'RecordStore', 'resumable_map', 'open_run_dir',
+           'bootstrap_ci', 'paired_bootstrap_ci', 'normalize_text', 'shingles', 'jaccard', 'dedupe', 'assign_clusters',
+           'kmeans', 'save_weights_folder', 'load_weights_folder', 'write_pretrained', 'is_pretrained_dir',
+           'read_pretrained']
 
 # %% ../nbs/00_core.ipynb #7f576129
 class LatentLMError(ValueError):
@@ -638,3 +640,56 @@ def kmeans(x: torch.Tensor, k: int, iters: int = 100, seed: int = 0) -> tuple[to
         if torch.equal(new, a): break
         a = new
     return c, a
+
+# %% ../nbs/00_core.ipynb #2cd45888
+PRETRAINED_CONFIG, PRETRAINED_WEIGHTS = "config.json", "model.safetensors"
+
+def save_weights_folder(out_dir, config: dict, state_dict: dict, config_name: str = PRETRAINED_CONFIG,
+                        weights_name: str = PRETRAINED_WEIGHTS, fmt: str = "pt") -> Path:
+    "Write `out_dir`/`weights_name` (safetensors of `state_dict`, CPU, contiguous) then `out_dir`/`config_name` (JSON), each atomically."
+    from safetensors.torch import save_file
+    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{weights_name}.", suffix=".tmp"); os.close(fd)
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, tmp, metadata={"format": fmt})
+        os.replace(tmp, out / weights_name)
+    finally:
+        if os.path.exists(tmp): os.unlink(tmp)
+    atomic_write_json(out / config_name, config)
+    return out
+
+def load_weights_folder(path, what: str, hint: str, config_name: str = PRETRAINED_CONFIG,
+                        weights_name: str = PRETRAINED_WEIGHTS) -> tuple[dict, dict]:
+    "(config, state dict) of a `save_weights_folder` folder; a `LatentLMError` saying what is missing or wrong."
+    from safetensors.torch import load_file
+    p = Path(path)
+    check(p.is_dir(), f"No {what} folder at {p}: {hint}")
+    cf, wf = p / config_name, p / weights_name
+    check(cf.is_file(), f"{p} has no {config_name}, so it is not a saved {what} (save_pretrained writes "
+          f"{config_name} and {weights_name}). {hint}")
+    try: cfg = json.loads(cf.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise LatentLMError(f"{cf} is not valid JSON ({str(e)[:80]}); the folder is damaged. {hint}") from None
+    check(isinstance(cfg, dict), f"{cf} holds a {type(cfg).__name__}, not a config object; the folder is damaged. {hint}")
+    check(wf.is_file(), f"{p} has a {config_name} but no {weights_name}; save the {what} again.")
+    check_safetensors_file(wf)
+    return cfg, load_file(str(wf))
+
+def write_pretrained(out_dir, model_type: str, config: dict, state_dict: dict) -> Path:
+    "Write `out_dir`/config.json ({'model_type', **config}) and model.safetensors, each atomically."
+    return save_weights_folder(out_dir, {"model_type": model_type, **config}, state_dict)
+
+def is_pretrained_dir(path, model_type: str | None = None) -> bool:
+    "True if `path` is a folder with a config.json (of `model_type`, if given)."
+    p = Path(path) / PRETRAINED_CONFIG
+    if not p.is_file(): return False
+    if model_type is None: return True
+    try: return json.loads(p.read_text()).get("model_type") == model_type
+    except (ValueError, UnicodeDecodeError, AttributeError): return False
+
+def read_pretrained(path, model_type: str, what: str, hint: str) -> tuple[dict, dict]:
+    "(config without 'model_type', state dict) of a `write_pretrained` folder; refuses a folder of another `model_type`."
+    cfg, sd = load_weights_folder(path, what, hint)
+    check(cfg.get("model_type") == model_type, f"{Path(path) / PRETRAINED_CONFIG} has model_type {cfg.get('model_type')!r}, "
+          f"not {model_type!r}: it does not describe a {what}. {hint}")
+    return {k: v for k, v in cfg.items() if k != "model_type"}, sd

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 from fastcore.basics import patch
-from ..core import LatentLMError, check, atomic_write_json, check_safetensors_file
+from ..core import LatentLMError, check, save_weights_folder, load_weights_folder
 from ..generate import HFGenerator, Completion
 
 # %% auto #0
@@ -158,35 +158,20 @@ def config(self: AdaptiveDecoder) -> dict:
 @patch
 def save_pretrained(self: AdaptiveDecoder, path) -> Path:
     "Write the head (safetensors) and its config into folder `path`; each file is written atomically, the config last."
-    from safetensors.torch import save_file
-    path = Path(path); path.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path, prefix=f".{HEAD_WEIGHTS}.", suffix=".tmp"); os.close(fd)
-    try:
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.head.state_dict().items()}, tmp, metadata={"format": HEAD_FORMAT})
-        os.replace(tmp, path / HEAD_WEIGHTS)
-    finally:
-        if os.path.exists(tmp): os.unlink(tmp)
-    atomic_write_json(path / HEAD_CONFIG, self.config())
-    return path
+    return save_weights_folder(path, self.config(), self.head.state_dict(), HEAD_CONFIG, HEAD_WEIGHTS, HEAD_FORMAT)
 
 @classmethod
 def _from_pretrained(cls, path, model, tokenizer=None, level: str | None = None, choice: str | None = None):
     "Load a head saved by `save_pretrained` onto `model` (the frozen LM it was trained on, or one with the same hidden size)."
-    from safetensors.torch import load_file
     path = Path(path)
-    check(path.is_dir(), f"No head folder at {path}; give the folder written by AdaptiveDecoder.save_pretrained.")
-    for f in (HEAD_CONFIG, HEAD_WEIGHTS):
-        check((path / f).exists(), f"{path} has no {f}; it is not an adaptive-decoder head folder (save one with save_pretrained).")
-    try: cfg = json.loads((path / HEAD_CONFIG).read_text())
-    except json.JSONDecodeError as e: raise LatentLMError(f"{path / HEAD_CONFIG} is not valid JSON ({e}); save the head again.") from None
-    check(isinstance(cfg, dict) and cfg.get("format") == HEAD_FORMAT, f"{path / HEAD_CONFIG} is not an adaptive-head config ({HEAD_FORMAT}).")
+    cfg, sd = load_weights_folder(path, "head", "Give the folder written by AdaptiveDecoder.save_pretrained.", HEAD_CONFIG, HEAD_WEIGHTS)
+    check(cfg.get("format") == HEAD_FORMAT, f"{path / HEAD_CONFIG} is not an adaptive-head config ({HEAD_FORMAT}).")
     d = lm_hidden_size(model)
     check(cfg["hidden_size"] == d, f"Head/model size mismatch: the head in {path} was trained on hidden states of size "
           f"{cfg['hidden_size']}, this model's are {d}. Load the model the head was trained on, or train a new head for this one.")
-    check_safetensors_file(path / HEAD_WEIGHTS)
     ts = check_temperatures(cfg["temperatures"], f"temperatures in {path / HEAD_CONFIG}")
     head = TemperatureHead(cfg["hidden_size"], len(ts), cfg["width"], cfg["n_layers"])
-    head.load_state_dict(load_file(path / HEAD_WEIGHTS))
+    head.load_state_dict(sd)
     return cls(model, head, ts, level or cfg["level"], tokenizer, choice or cfg["choice"])
 AdaptiveDecoder.from_pretrained = _from_pretrained
 

@@ -20,7 +20,7 @@ from .patching import (Patcher, PATCH_MODES, MODES, INCREMENTAL_MODES, ENTROPY_M
                                     plot_patch_length_hist)
 from .entropy import EntropyModelConfig, stream_entropies, load_entropy_model, lm_loss_sum
 from .model import BLT, BLTConfig, BLT_MODEL_TYPE, byte_loss_sums, load_blt
-from .tokenizer import is_pretrained_dir
+from ..core import is_pretrained_dir
 from .generate import generate_ids, _as_prompt_ids, _check_prompts, generate as generate_bytes
 from .train import (default_corpus, split_documents, take_bytes, encode_documents, make_entropy_model,
                                  train_entropy_transformer, default_ngram, default_heldout, patch_text, _text_bytes, load_blt_bundle)

@@ -13,7 +13,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from ..core import LatentLMError, check
 from .tokenizer import (BOE_ID, BOS_ID, EOS_ID, OFFSET, VOCAB_SIZE, document_ids, bits_per_byte,
-                                     read_saved, load_state, write_pretrained, read_pretrained, config_from_dict, is_pretrained_dir)
+                                     read_saved, load_state, config_from_dict)
+from ..core import write_pretrained, read_pretrained, is_pretrained_dir
 from .blocks import RMSNorm, rope, SelfAttention, SwiGLU, Block, CrossAttention
 
 

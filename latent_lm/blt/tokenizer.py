@@ -10,9 +10,8 @@ import torch
 from ..core import LatentLMError, check
 
 # %% auto #0
-__all__ = ['BOE_ID', 'BOS_ID', 'EOS_ID', 'BPE_ID', 'OFFSET', 'VOCAB_SIZE', 'SPECIAL_NAMES', 'PRETRAINED_CONFIG',
-           'PRETRAINED_WEIGHTS', 'ByteTokenizer', 'document_ids', 'bits_per_byte', 'read_saved', 'write_pretrained',
-           'is_pretrained_dir', 'read_pretrained', 'config_from_dict', 'load_state']
+__all__ = ['BOE_ID', 'BOS_ID', 'EOS_ID', 'BPE_ID', 'OFFSET', 'VOCAB_SIZE', 'SPECIAL_NAMES', 'ByteTokenizer', 'document_ids',
+           'bits_per_byte', 'read_saved', 'config_from_dict', 'load_state']
 
 # %% ../../nbs/10_blt_bytes.ipynb #a73b27f0
 BOE_ID, BOS_ID, EOS_ID, BPE_ID = 0, 1, 2, 3
@@ -81,6 +80,7 @@ def bits_per_byte(loss_sum_nats: float | torch.Tensor, n_bytes: int | torch.Tens
 # %% ../../nbs/10_blt_bytes.ipynb #d0a1b2c4
 import json
 from pathlib import Path
+from ..core import PRETRAINED_CONFIG, PRETRAINED_WEIGHTS, write_pretrained, read_pretrained, is_pretrained_dir
 
 def read_saved(path, what: str, hint: str) -> dict:
     "`torch.load(path, weights_only=True)` of a saved {config, state_dict} file; a `LatentLMError` naming the file if it is damaged or foreign."
@@ -92,46 +92,6 @@ def read_saved(path, what: str, hint: str) -> dict:
                             f"the file is damaged or not a {what}. {hint}") from None
     check(isinstance(obj, dict), f"{p} holds a {type(obj).__name__}, not a saved {what}. {hint}")
     return obj
-
-PRETRAINED_CONFIG, PRETRAINED_WEIGHTS = "config.json", "model.safetensors"
-
-def write_pretrained(out_dir, model_type: str, config: dict, state_dict: dict) -> Path:
-    "Write `out_dir`/config.json ({'model_type', **config}) and model.safetensors (CPU, contiguous), each atomically."
-    from safetensors.torch import save_file
-    from latent_lm.core import atomic_write_json
-    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".{PRETRAINED_WEIGHTS}.tmp"
-    save_file({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, str(tmp), metadata={"format": "pt"})
-    tmp.replace(out / PRETRAINED_WEIGHTS)
-    atomic_write_json(out / PRETRAINED_CONFIG, {"model_type": model_type, **config})
-    return out
-
-def is_pretrained_dir(path, model_type: str | None = None) -> bool:
-    "True if `path` is a folder with a config.json (of `model_type`, if given)."
-    p = Path(path) / PRETRAINED_CONFIG
-    if not p.is_file(): return False
-    if model_type is None: return True
-    try: return json.loads(p.read_text()).get("model_type") == model_type
-    except (ValueError, UnicodeDecodeError, AttributeError): return False
-
-def read_pretrained(path, model_type: str, what: str, hint: str) -> tuple[dict, dict]:
-    "(config without 'model_type', state dict) of a `write_pretrained` folder; a `LatentLMError` saying what is missing or wrong."
-    from safetensors.torch import load_file
-    from latent_lm.core import check_safetensors_file
-    p = Path(path)
-    check(p.is_dir(), f"No {what} folder at {p}: {hint}")
-    cf, wf = p / PRETRAINED_CONFIG, p / PRETRAINED_WEIGHTS
-    check(cf.is_file(), f"{p} has no {PRETRAINED_CONFIG}, so it is not a saved {what} (save_pretrained writes "
-          f"{PRETRAINED_CONFIG} and {PRETRAINED_WEIGHTS}). {hint}")
-    try: cfg = json.loads(cf.read_text())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise LatentLMError(f"{cf} is not valid JSON ({str(e)[:80]}); the folder is damaged. {hint}") from None
-    check(isinstance(cfg, dict), f"{cf} holds a {type(cfg).__name__}, not a config object; the folder is damaged. {hint}")
-    check(cfg.get("model_type") == model_type, f"{cf} has model_type {cfg.get('model_type')!r}, not {model_type!r}: "
-          f"it does not describe a {what}. {hint}")
-    check(wf.is_file(), f"{p} has a {PRETRAINED_CONFIG} but no {PRETRAINED_WEIGHTS}; save the {what} again.")
-    check_safetensors_file(wf)
-    return {k: v for k, v in cfg.items() if k != "model_type"}, load_file(str(wf))
 
 def config_from_dict(cls, cfg, path, what: str):
     "`cls(**cfg)` for a config dataclass, refusing unknown or missing fields and bad values with a `LatentLMError`."

@@ -15,7 +15,8 @@ import torch.nn as nn
 import lightning as L
 from ..core import LatentLMError, check, check_number, set_seed, stable_hash, progress, atomic_write_json
 from ..train import adamw
-from .tokenizer import BOS_ID, EOS_ID, OFFSET, VOCAB_SIZE, ByteTokenizer, bits_per_byte, read_saved, load_state, is_pretrained_dir
+from .tokenizer import BOS_ID, EOS_ID, OFFSET, VOCAB_SIZE, ByteTokenizer, bits_per_byte, read_saved, load_state
+from ..core import is_pretrained_dir
 from .entropy import (EntropyModel, EntropyModelConfig, NgramEntropyModel, EntropyLMModule, entropies, stream_entropies,
                                    save_entropy_model, load_entropy_model, lm_loss_sum)
 from .patching import (Patcher, MODES, ENTROPY_MODES, check_mode, mode_settings, needs_calibration, calibrate_patcher,
