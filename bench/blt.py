@@ -1192,6 +1192,18 @@ def premise_note(premise: dict, pc: dict | None = None, speed: dict | None = Non
 
 
 # ------------------------------------------------------------------------------------------------------------- main
+def refuse_other_settings(work: Path, cfg: dict):
+    "Stop when `work` holds runs (results or checkpoints) made with other settings: they would be reused as if made with these."
+    f = Path(work) / "config.json"
+    if not f.exists(): return
+    key = lambda c: {k: v for k, v in c.items() if k not in ("workers", "device")}
+    old = json.loads(f.read_text())
+    if key(old) != key(json.loads(json.dumps(cfg))):
+        diff = sorted(k for k in set(key(old)) | set(key(cfg)) if old.get(k) != json.loads(json.dumps(cfg)).get(k))
+        raise SystemExit(f"{work} holds runs made with other settings (they differ in: {', '.join(diff)}); give another --work "
+                         "folder, or --fresh to delete this one")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     g = ap.add_mutually_exclusive_group()
@@ -1227,6 +1239,7 @@ def main(argv=None):
     work = Path(a.work) if a.work else Path(tempfile.gettempdir()) / "latent_lm_bench" / f"blt_{mode}_{key}"
     if a.fresh and work.exists(): shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
+    refuse_other_settings(work, cfg)
     atomic_write_json(work / "config.json", cfg)
     command = "python bench/blt.py" + {"quick": " --quick", "smoke": " --smoke", "full": " --full", "decisive": " --decisive"}[mode]
     t0 = time.time()

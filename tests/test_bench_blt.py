@@ -154,3 +154,13 @@ def test_job_resumes_from_checkpoint_exactly(bench, tmp_path, monkeypatch, arm):
     cfg["ckpt_every"] = 0                                               # quick mode: no checkpoints written
     ck.unlink(); bench.run_job(f"{arm}:0", cfg, prep, tmp_path)
     assert not ck.exists()
+
+
+def test_work_folder_of_other_settings_is_refused(bench, tmp_path):
+    "Finished jobs and checkpoints are reused by folder, so a folder made with other settings must not be reused."
+    cfg = json.loads(json.dumps(bench.MODES["smoke"]))
+    bench.refuse_other_settings(tmp_path, cfg)                          # empty folder: fine
+    (tmp_path / "config.json").write_text(json.dumps({**cfg, "workers": 7, "device": "cuda"}))
+    bench.refuse_other_settings(tmp_path, cfg)                          # workers and device do not change results
+    (tmp_path / "config.json").write_text(json.dumps({**cfg, "steps": cfg["steps"] + 1}))
+    with pytest.raises(SystemExit, match="differ in: steps"): bench.refuse_other_settings(tmp_path, cfg)
