@@ -112,9 +112,12 @@ class StreamEvent:
 class Generator:
     "Base class: n completions per prompt. Backends implement `_generate` over rendered prompt texts."
     tokenizer = None
+    chat = True                  # what `chat=None` means in generate/stream/format_prompt (HFGenerator(chat=...) sets it)
 
-    def format_prompt(self, prompt, chat: bool = True, system: str | None = None) -> str:
-        "The text the model sees for `prompt`."
+    def format_prompt(self, prompt, chat: bool | None = None, system: str | None = None) -> str:
+        "The text the model sees for `prompt` (`chat=None`: the generator's own `chat` setting)."
+        if chat is None: chat = self.chat
+        check(isinstance(chat, bool), f"chat must be True, False or None (the generator's setting, {self.chat}), got {chat!r}.")
         if chat: return chat_prompt(self.tokenizer, prompt, system)
         check(isinstance(prompt, str), "With chat=False a prompt must be a plain string; pass chat=True for message lists.")
         check(system is None, "`system` is only used with chat=True (it becomes the system message); drop it or set chat=True.")
@@ -134,7 +137,7 @@ class Generator:
         return dict(texts=texts, **kw)
 
     def generate(self, prompts, n: int = 1, temperature: float = 1.0, top_p: float = 1.0, max_new_tokens: int = 128,
-                 stop: str | list[str] | None = None, seed: int | list[int] | None = None, chat: bool = True,
+                 stop: str | list[str] | None = None, seed: int | list[int] | None = None, chat: bool | None = None,
                  system: str | None = None, prefill: list | None = None) -> list[list[Completion]]:
         """For each prompt, `n` completions. `temperature=0` is greedy; `stop` strings end a completion (and are cut).
         `seed`: an int for the call, or a list with one int per prompt (each prompt's samples then depend on its seed alone).
@@ -142,7 +145,7 @@ class Generator:
         return self._generate(**self._prepare(prompts, n, temperature, top_p, max_new_tokens, stop, seed, chat, system, prefill))
 
     def stream(self, prompts, n: int = 1, temperature: float = 1.0, top_p: float = 1.0, max_new_tokens: int = 128,
-               stop: str | list[str] | None = None, seed: int | list[int] | None = None, chat: bool = True,
+               stop: str | list[str] | None = None, seed: int | list[int] | None = None, chat: bool | None = None,
                system: str | None = None, prefill: list | None = None):
         "`generate` as an iterator of `StreamEvent`s. This base version yields one `done` event per completion; HFGenerator streams token by token."
         for i, row in enumerate(self.generate(prompts, n, temperature, top_p, max_new_tokens, stop, seed, chat, system, prefill)):
@@ -266,7 +269,8 @@ class HFGenerator(Generator):
     """Batched, KV-cached sampling from a Hugging Face causal LM, with an optional per-token temperature hook, a logit bias,
     and reset-aware output: with `reset_token` set, a completion's `text` is what follows the last reset token."""
     def __init__(self, model, tokenizer, batch_size: int = 16, device=None, temperature_fn: Callable | None = None,
-                 use_cache: bool = True, logit_bias: dict[int, float] | None = None, reset_token: str | int | None = None):
+                 use_cache: bool = True, logit_bias: dict[int, float] | None = None, reset_token: str | int | None = None,
+                 chat: bool = True):
         check(isinstance(batch_size, int) and batch_size >= 1, f"batch_size must be an integer >= 1, got {batch_size!r}.")
         check(temperature_fn is None or callable(temperature_fn), "temperature_fn must be a callable (hidden, step, ...) -> Tensor[B].")
         self.model, self.tokenizer, self.batch_size, self.use_cache = model, tokenizer, batch_size, use_cache
@@ -282,6 +286,8 @@ class HFGenerator(Generator):
         self._keep_kw = "logits_to_keep" in params
         self.reset_id = None if reset_token is None else resolve_token_id(tokenizer, reset_token)
         self.logit_bias = logit_bias
+        check(isinstance(chat, bool), f"chat must be True (prompts go through the tokenizer's chat template) or False (raw text), got {chat!r}.")
+        self.chat = chat
 
     @property
     def logit_bias(self) -> dict[int, float]: return dict(self._logit_bias)
@@ -490,7 +496,7 @@ def _generate(self, texts, n, temperature, top_p, max_new_tokens, stop, seed, pr
 HFGenerator._generate = _generate
 
 def _stream(self, prompts, n: int = 1, temperature: float = 1.0, top_p: float = 1.0, max_new_tokens: int = 128,
-            stop: str | list[str] | None = None, seed: int | list[int] | None = None, chat: bool = True,
+            stop: str | list[str] | None = None, seed: int | list[int] | None = None, chat: bool | None = None,
             system: str | None = None, prefill: list | None = None):
     """`generate` token by token: `StreamEvent`s as the tokens come (a `reset` event clears the visible text), then one
     `done` event per completion holding it. Greedy decoding streams sample 0 of each prompt (the others are copies)."""
@@ -521,13 +527,14 @@ def completion_from_vllm(out, temperature: float, top_p: float, processed: bool 
 # %% ../nbs/02_generate.ipynb #69628793
 class VLLMGenerator(Generator):
     "The `Generator` interface over vLLM's offline `LLM.generate` (needs `pip install latent_lm[vllm]` and a GPU)."
-    def __init__(self, model_name_or_path, **llm_kwargs):
+    def __init__(self, model_name_or_path, chat: bool = True, **llm_kwargs):
         try:
             import vllm
         except ImportError:
             raise LatentLMError("VLLMGenerator needs vLLM, which is not installed. Install it with `pip install latent_lm[vllm]` "
                                 "(on a machine with a CUDA GPU), or use HFGenerator, which runs anywhere.") from None
-        self._vllm = vllm
+        check(isinstance(chat, bool), f"chat must be True or False, got {chat!r}.")
+        self._vllm, self.chat = vllm, chat
         self.llm = vllm.LLM(model=str(model_name_or_path), **llm_kwargs)
         self.tokenizer = self.llm.get_tokenizer()
         self.processed = str(llm_kwargs.get("logprobs_mode", "raw_logprobs")).startswith("processed")
