@@ -67,9 +67,8 @@ def probe(gen, tok_name, problems, temperature, k, seed, work: Path) -> dict:
 
 def train_snapshots(size: dict, budgets: list[int], seed: int, work: Path, n_problems: int, log, regime: str = "small_1-5") -> dict[int, Path]:
     "Train one tiny model from scratch (SFT on every derivation) for max(budgets) steps, exporting a snapshot at each budget."
-    from lightning.pytorch import Callback
     from latent_lm.lm import tiny_lm
-    from latent_lm.tasks import arithmetic_problems, arithmetic_tokenizer, sft_records, _sft_from_scratch
+    from latent_lm.tasks import arithmetic_problems, arithmetic_tokenizer, sft_records, sft_from_scratch
     from latent_lm.train import save_pretrained_atomic
     name = f"d{size['d_model']}_L{size['n_layers']}" + ("" if regime == "small_1-5" else f"_{regime}")
     snaps = {b: work / name / f"step{b}" for b in budgets}
@@ -86,13 +85,9 @@ def train_snapshots(size: dict, budgets: list[int], seed: int, work: Path, n_pro
     recs = sft_records(arithmetic_problems(n_problems, seed=seed + 1000, **REGIMES[regime]), "{question}", "all")
     t0 = time.time()
 
-    class Snap(Callback):
-        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-            s = trainer.global_step + offset
-            if s in snaps and not (snaps[s] / "config.json").exists():
-                save_pretrained_atomic(snaps[s], module.model.eval(), tok); module.model.train()
-                log(f"  {name}: snapshot at step {s} ({time.time() - t0:.0f}s)")
-    _sft_from_scratch(model, tok, recs, work / name / "final", max(budgets) - offset, 3e-3, 32, callbacks=[Snap()], seed=seed + offset)
+    todo = {b - offset: snaps[b] for b in budgets if b > offset and not (snaps[b] / "config.json").exists()}
+    sft_from_scratch(model, tok, recs, work / name / "final", max(budgets) - offset, 3e-3, 32, seed=seed + offset, snapshots=todo,
+                     on_snapshot=lambda s, d: log(f"  {name}: snapshot at step {s + offset} ({time.time() - t0:.0f}s)"))
     if not (snaps[max(budgets)] / "config.json").exists():
         (snaps[max(budgets)]).parent.mkdir(parents=True, exist_ok=True)
         save_pretrained_atomic(snaps[max(budgets)], model.eval(), tok)

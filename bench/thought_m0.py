@@ -41,11 +41,9 @@ def snapshot_dir(work: Path, name: str, seed: int, steps: int) -> Path:
 def train_with_snapshots(name: str, seed: int, budgets: list[int], work: str) -> list[dict]:
     "Train one M0 for max(budgets) steps, saving (and probing) a snapshot at every budget; finished snapshots are reused."
     import torch; torch.set_num_threads(1)
-    from lightning.pytorch import Callback
     from latent_lm.core import atomic_write_json
     from latent_lm.lm import tiny_lm
-    from latent_lm.tasks import _sft_from_scratch
-    from latent_lm.train import save_pretrained_atomic
+    from latent_lm.tasks import sft_from_scratch
     from latent_lm.thought.run import load_config, seed_model_data
     from dataclasses import asdict
     cfg = load_config({**T.settings(True, T.parse_setting(name)), "seed": seed, "run_dir": str(Path(work) / name / f"seed{seed}" / "cfg")})
@@ -67,18 +65,13 @@ def train_with_snapshots(name: str, seed: int, budgets: list[int], work: str) ->
         recs, dev, tok = seed_model_data(cfg)
         model, tok = tiny_lm(d_model=m.d_model, n_layers=m.n_layers, n_heads=m.n_heads, max_len=m.max_len, seed=seed, tokenizer=tok)
 
-        class Snapshots(Callback):
-            def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-                b = trainer.global_step
-                if b in todo:
-                    d = snapshot_dir(work, name, seed, b)
-                    save_pretrained_atomic(d, module.model, tok)
-                    atomic_write_json(d / "latent_lm_done.json", {"steps": b, "n_records": len(recs), "setting": name,
-                                                                  "config": asdict(cfg), "snapshot_of": max(todo)})
-                    probe(b, time.time() - t0)
-                    module.model.train()
-        _sft_from_scratch(model, tok, recs, Path(work) / name / f"seed{seed}" / "final", max(todo), m.pretrain_lr,
-                          m.pretrain_batch_size, m.chat, seed, [Snapshots()])
+        def snapshot(b, d):
+            atomic_write_json(d / "latent_lm_done.json", {"steps": b, "n_records": len(recs), "setting": name,
+                                                          "config": asdict(cfg), "snapshot_of": max(todo)})
+            probe(b, time.time() - t0)
+        sft_from_scratch(model, tok, recs, Path(work) / name / f"seed{seed}" / "final", max(todo), m.pretrain_lr,
+                         m.pretrain_batch_size, m.chat, seed, snapshots={b: snapshot_dir(work, name, seed, b) for b in todo},
+                         on_snapshot=snapshot)
     return [probe(b, None) for b in budgets]
 
 

@@ -19,8 +19,8 @@ __all__ = ['NAMES', 'ITEMS', 'OPS', 'STEP_TEMPLATES', 'GSM8K_PROMPT', 'MATH_PROM
            'SCRATCH_TASKS', 'SCRATCH_FORMAT', 'arithmetic_problem', 'arithmetic_problems', 'format_question',
            'sft_records', 'check_answer', 'resolve_extractor', 'resolve_checker', 'load_problems', 'check_steps',
            'solution_paths', 'task_tokenizer', 'arithmetic_tokenizer', 'SeedModelConfig', 'greedy_accuracy',
-           'train_seed_model', 'TinyLMConfig', 'CorpusLMConfig', 'train_corpus_lm', 'evaluate_answers', 'eval_metrics',
-           'scratch_problem', 'scratch_problems', 'check_scratch']
+           'sft_from_scratch', 'train_seed_model', 'TinyLMConfig', 'CorpusLMConfig', 'train_corpus_lm',
+           'evaluate_answers', 'eval_metrics', 'scratch_problem', 'scratch_problems', 'check_scratch']
 
 # %% ../nbs/07_tasks.ipynb #0c7d9298
 NAMES = ("Ada", "Ben", "Cleo", "Dan", "Eva", "Finn", "Gus", "Hana", "Ivo", "Jo", "Kai", "Lea", "Max", "Nia", "Omar", "Pia",
@@ -279,29 +279,46 @@ def greedy_accuracy(model, tokenizer, problems: list[dict], template: str = QUES
     ex = answer_extractor(answer_format)
     return sum(answers_equal(ex(o[0].text), normalize_answer(p["answer"])) for o, p in zip(outs, problems)) / len(problems)
 
-def _sft_from_scratch(model, tok, records: list[dict], out_dir: Path, steps: int, lr: float, batch_size: int, chat: bool = False,
-                      seed: int = 0, callbacks=()):
-    "SFT a freshly built model on `records` for at most `steps` steps and export it atomically to `out_dir`; the finished Trainer."
-    from lightning.pytorch import seed_everything
+def sft_from_scratch(model, tok, records: list[dict], out_dir, steps: int, lr: float, batch_size: int, chat: bool = False,
+                     seed: int = 0, callbacks=(), snapshots: dict | None = None, on_snapshot: Callable | None = None):
+    """SFT a freshly built model on `records` for at most `steps` steps at a constant learning rate and export it atomically
+    to `out_dir`; returns the finished Trainer. `snapshots` `{step: folder}` also exports the model after each of those
+    optimizer steps (a folder that already holds a model is left alone) and then calls `on_snapshot(step, folder)`.
+    Because the learning rate is constant, the snapshot at step N is the model an N-step run ends with: one run gives
+    a whole ladder of training budgets."""
+    from lightning.pytorch import Callback, seed_everything
     from latent_lm.prefs import SFTModule, SFTDataModule
     from latent_lm.rounds import fit_interruptible
     from latent_lm.train import make_trainer, quiet_lightning, save_pretrained_atomic
+    out_dir, snaps = Path(out_dir), {int(k): Path(v) for k, v in (snapshots or {}).items()}
+    check(all(0 < k <= steps for k in snaps), f"snapshot steps must lie in 1..{steps} (the run's steps), got {sorted(snaps)}.")
+    check(on_snapshot is None or callable(on_snapshot), "on_snapshot must be a callable (step, folder) or None.")
+    class Snapshots(Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            d = snaps.get(trainer.global_step)
+            if d is None: return
+            if not (d / "config.json").exists(): save_pretrained_atomic(d, module.model.eval(), tok)
+            if on_snapshot is not None: on_snapshot(trainer.global_step, d)
+            module.model.train()
     seed_everything(seed, verbose=False)
     sm = SFTModule(model, lr=lr, save_hf=False)
     dm = SFTDataModule(records, tok, batch_size=batch_size, chat=chat, seed=seed)
     quiet_lightning()
     tr = make_trainer(default_root_dir=str(out_dir.parent / (out_dir.name + "_train")), logger=False, enable_checkpointing=False,
-                      max_steps=steps, callbacks=list(callbacks), num_sanity_val_steps=0)
+                      max_steps=steps, callbacks=list(callbacks) + ([Snapshots()] if snaps else []), num_sanity_val_steps=0)
     fit_interruptible(tr, sm, dm)
     save_pretrained_atomic(out_dir, sm.model.eval(), tok)
     return tr
 
 def train_seed_model(cfg: SeedModelConfig, train_records: list[dict], dev: list[dict], out_dir, template: str = QUESTION_ONLY,
-                     answer_format="####", max_new_tokens: int = 64, seed: int = 0, tokenizer=None) -> dict:
+                     answer_format="####", max_new_tokens: int = 64, seed: int = 0, tokenizer=None, snapshots: dict | None = None,
+                     on_snapshot: Callable | None = None) -> dict:
     """Train a tiny model from scratch by SFT on `train_records` (`{prompt, completion}`) until its greedy accuracy on `dev`
     reaches `cfg.target_accuracy` (or `cfg.pretrain_steps`); export it atomically to `out_dir`. Finished = `out_dir/latent_lm_done.json`.
     Dev accuracy is measured every `cfg.eval_every` steps, and every `cfg.fine_eval_every` once it has reached
-    `cfg.fine_eval_from * cfg.target_accuracy` (accuracy can jump: look closer near the target)."""
+    `cfg.fine_eval_from * cfg.target_accuracy` (accuracy can jump: look closer near the target). `snapshots` /
+    `on_snapshot`: models exported along the way, as in `sft_from_scratch` (a run that stops early at the target accuracy
+    skips the later ones)."""
     from lightning.pytorch import Callback
     from latent_lm.lm import tiny_lm
     out_dir = Path(out_dir); done = out_dir / "latent_lm_done.json"
@@ -318,8 +335,8 @@ def train_seed_model(cfg: SeedModelConfig, train_records: list[dict], dev: list[
             module.model.train()
             history.append({"step": step, "dev_accuracy": acc})
             if acc >= cfg.target_accuracy: trainer.should_stop = True
-    _sft_from_scratch(model, tok, train_records, out_dir, cfg.pretrain_steps, cfg.pretrain_lr, cfg.pretrain_batch_size, cfg.chat, seed,
-                      [StopAtAccuracy()])
+    sft_from_scratch(model, tok, train_records, out_dir, cfg.pretrain_steps, cfg.pretrain_lr, cfg.pretrain_batch_size, cfg.chat, seed,
+                     [StopAtAccuracy()], snapshots, on_snapshot)
     info = {"steps": history[-1]["step"] if history else 0, "dev_accuracy": history[-1]["dev_accuracy"] if history else None,
             "history": history, "n_records": len(train_records)}
     atomic_write_json(done, info)
@@ -402,7 +419,7 @@ def train_corpus_lm(cfg: TinyLMConfig, corpus: list, out_dir, seed: int = 0, cha
     model, tok = tiny_lm(d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads, max_len=cfg.max_len, seed=seed, tokenizer=tok)
     loss = None
     if steps:
-        tr = _sft_from_scratch(model, tok, recs, out_dir, steps, cfg.lr, cfg.batch_size, chat, seed)
+        tr = sft_from_scratch(model, tok, recs, out_dir, steps, cfg.lr, cfg.batch_size, chat, seed)
         loss = float(tr.callback_metrics["train/loss"])         # the last step's loss
     else: save_pretrained_atomic(out_dir, model, tok)
     info = {"init": "tiny", "seed": seed, "steps": steps, "final_loss": loss, "n_records": len(recs)}
