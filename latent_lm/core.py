@@ -15,14 +15,14 @@ import torch
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['STORE_FORMAT', 'RUN_FORMAT', 'PRETRAINED_CONFIG', 'PRETRAINED_WEIGHTS', 'LatentLMError', 'check', 'check_nonempty',
-           'check_number', 'check_output_file', 'check_output_dir', 'check_input_file', 'check_safetensors_file',
-           'set_seed', 'get_device', 'atomic_write_text', 'atomic_write_json', 'JsonlStore', 'read_jsonl',
-           'write_jsonl', 'is_quiet', 'progress', 'quiet_transformers', 'stable_hash', 'key_seed', 'prompt_keys',
-           'files_fingerprint', 'FileLock', 'fingerprint_diff', 'RecordStore', 'resumable_map', 'open_run_dir',
-           'bootstrap_ci', 'paired_bootstrap_ci', 'normalize_text', 'shingles', 'jaccard', 'dedupe', 'assign_clusters',
-           'kmeans', 'save_weights_folder', 'load_weights_folder', 'write_pretrained', 'is_pretrained_dir',
-           'read_pretrained']
+__all__ = ['STORE_FORMAT', 'FP_LATER_DEFAULTS', 'RUN_FORMAT', 'PRETRAINED_CONFIG', 'PRETRAINED_WEIGHTS', 'LatentLMError', 'check',
+           'check_nonempty', 'check_number', 'check_output_file', 'check_output_dir', 'check_input_file',
+           'check_safetensors_file', 'set_seed', 'get_device', 'atomic_write_text', 'atomic_write_json', 'JsonlStore',
+           'read_jsonl', 'write_jsonl', 'is_quiet', 'progress', 'quiet_transformers', 'stable_hash', 'key_seed',
+           'prompt_keys', 'files_fingerprint', 'FileLock', 'fingerprint_diff', 'RecordStore', 'resumable_map',
+           'open_run_dir', 'bootstrap_ci', 'paired_bootstrap_ci', 'normalize_text', 'shingles', 'jaccard', 'dedupe',
+           'assign_clusters', 'kmeans', 'save_weights_folder', 'load_weights_folder', 'write_pretrained',
+           'is_pretrained_dir', 'read_pretrained']
 
 # %% ../nbs/00_core.ipynb #7f576129
 class LatentLMError(ValueError):
@@ -360,9 +360,19 @@ class FileLock:
 # %% ../nbs/00_core.ipynb #5db0ab91
 STORE_FORMAT = "latent_lm.records/1"
 
+FP_LATER_DEFAULTS = {"group_by_length": False}   # options added after run folders existed: at their default they leave a fingerprint as it was
+
+def _drop_later_defaults(x):
+    "`x` without the options of FP_LATER_DEFAULTS that hold their default (at any depth; a dotted key counts by its last part)."
+    if isinstance(x, dict):
+        return {k: _drop_later_defaults(v) for k, v in x.items()
+                if not (str(k).rsplit(".", 1)[-1] in FP_LATER_DEFAULTS and v == FP_LATER_DEFAULTS[str(k).rsplit(".", 1)[-1]])}
+    return [_drop_later_defaults(v) for v in x] if isinstance(x, list) else x
+
 def _norm_fp(fp):
-    "A fingerprint as it reads back from JSON (tuples become lists, keys strings)."
-    return None if fp is None else json.loads(json.dumps(fp, sort_keys=True, default=_json_default))
+    """A fingerprint as it reads back from JSON (tuples become lists, keys strings), without later-added options at their
+    defaults: a run folder made before an option existed still matches a config that leaves the option alone."""
+    return None if fp is None else _drop_later_defaults(json.loads(json.dumps(fp, sort_keys=True, default=_json_default)))
 
 def _flat(d, prefix=""):
     if not isinstance(d, dict): return {prefix or "value": d}

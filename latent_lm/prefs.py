@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 import lightning as L
 from .core import LatentLMError, check, check_nonempty, read_jsonl, write_jsonl, stable_hash, progress
 from .lm import chat_prompt, encode_prompt, encode_completion, pad_batch, sequence_logprobs
-from .train import (SCHEDULES, lr_lambda, adamw, ResumableDataLoader, train_sampler, SaveHFModel, disable_dropout,
+from .train import (SCHEDULES, lr_lambda, adamw, ResumableDataLoader, train_sampler, row_length, SaveHFModel, disable_dropout,
                              build_model, hparams_ignore as _hparams_ignore, _import_callable)   # re-exported: older code imports them from prefs
 
 # %% auto #0
@@ -357,11 +357,13 @@ class _TextDataModule(L.LightningDataModule):
     _kind = "sft"
     def __init__(self, data, tokenizer, val_data=None, batch_size: int = 8, chat: bool = True, system: str | None = None,
                  max_length: int | None = None, max_prompt_length: int | None = None, truncation: str = "error",
-                 shuffle: bool = True, seed: int = 0, num_workers: int = 0, load_kw: dict | None = None, test_data=None):
+                 shuffle: bool = True, seed: int = 0, num_workers: int = 0, load_kw: dict | None = None, test_data=None,
+                 group_by_length: bool = False):
         super().__init__()
         check(isinstance(batch_size, int) and batch_size >= 1, f"batch_size must be an integer >= 1, got {batch_size}.")
         self.data, self.val_data, self.test_data, self.tokenizer = data, val_data, test_data, _resolve_tokenizer(tokenizer)
         self.batch_size, self.shuffle, self.seed, self.num_workers = batch_size, shuffle, seed, num_workers
+        self.group_by_length = bool(group_by_length)
         self.tok_kw = dict(chat=chat, system=system, max_length=max_length, max_prompt_length=max_prompt_length, truncation=truncation)
         self.load_kw = load_kw or {}
         self.train_rows = self.val_rows = self.test_rows = None
@@ -389,7 +391,9 @@ class _TextDataModule(L.LightningDataModule):
 
     def train_dataloader(self):
         if self.train_rows is None: self.setup("fit")
-        return ResumableDataLoader(self.train_rows, batch_size=self.batch_size, sampler=train_sampler(self.train_rows, self.shuffle, self.seed, self.trainer),
+        lengths = [row_length(r) for r in self.train_rows] if self.group_by_length else None
+        return ResumableDataLoader(self.train_rows, batch_size=self.batch_size,
+                                   sampler=train_sampler(self.train_rows, self.shuffle, self.seed, self.trainer, self.batch_size, lengths),
                                    collate_fn=self._collate, num_workers=self.num_workers, progress_fn=self._batches_done)
 
     def val_dataloader(self):
@@ -405,9 +409,10 @@ class SFTDataModule(_TextDataModule):
     def __init__(self, data: str | list | Any, tokenizer: str | Any, val_data: str | list | Any | None = None, batch_size: int = 8,
                  chat: bool = True, system: str | None = None, max_length: int | None = None, max_prompt_length: int | None = None,
                  truncation: str = "error", shuffle: bool = True, seed: int = 0, num_workers: int = 0,
-                 prompt_key: str = "prompt", completion_key: str = "completion", test_data: str | list | Any | None = None):
+                 prompt_key: str = "prompt", completion_key: str = "completion", test_data: str | list | Any | None = None,
+                 group_by_length: bool = False):
         super().__init__(data, tokenizer, val_data, batch_size, chat, system, max_length, max_prompt_length, truncation, shuffle,
-                         seed, num_workers, dict(prompt_key=prompt_key, completion_key=completion_key), test_data)
+                         seed, num_workers, dict(prompt_key=prompt_key, completion_key=completion_key), test_data, group_by_length)
         self.save_hyperparameters(ignore=_hparams_ignore(data=data, tokenizer=tokenizer, val_data=val_data, test_data=test_data))
 
     def _load(self, src): return tokenize_sft(load_sft(src, **self.load_kw), self.tokenizer, **self.tok_kw)
@@ -419,10 +424,10 @@ class PreferenceDataModule(_TextDataModule):
                  ref_cache: str | None = None, chat: bool = True, system: str | None = None, max_length: int | None = None,
                  max_prompt_length: int | None = None, truncation: str = "error", shuffle: bool = True, seed: int = 0,
                  num_workers: int = 0, prompt_key: str = "prompt", chosen_key: str = "chosen", rejected_key: str = "rejected",
-                 weight_key: str = "weight", test_data: str | list | Any | None = None):
+                 weight_key: str = "weight", test_data: str | list | Any | None = None, group_by_length: bool = False):
         super().__init__(data, tokenizer, val_data, batch_size, chat, system, max_length, max_prompt_length, truncation, shuffle,
                          seed, num_workers, dict(prompt_key=prompt_key, chosen_key=chosen_key, rejected_key=rejected_key, weight_key=weight_key),
-                         test_data)
+                         test_data, group_by_length)
         self.ref_cache = ref_cache
         self.save_hyperparameters(ignore=_hparams_ignore(data=data, tokenizer=tokenizer, val_data=val_data, test_data=test_data))
 

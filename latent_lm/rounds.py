@@ -61,6 +61,7 @@ class TrainConfig:
         warmup_steps: linear warm-up steps
         weight_decay: AdamW weight decay
         checkpoint: save a Lightning checkpoint each epoch so a killed round resumes mid-training
+        group_by_length: batch records of similar length together (less padding, faster on records of mixed lengths)
         trainer: extra lightning.Trainer arguments (accelerator, devices, strategy, precision)
     """
     beta: float = 0.5
@@ -73,6 +74,7 @@ class TrainConfig:
     warmup_steps: int = 0
     weight_decay: float = 0.0
     checkpoint: bool = True
+    group_by_length: bool = False
     trainer: dict = field(default_factory=dict)
 
     def check(self, where: str = "train"):
@@ -263,10 +265,12 @@ def train_round(model_path, records: list[dict], out_dir, cfg: TrainConfig, kind
     model, tok = load_lm(model_path)
     common = dict(lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps, lr_schedule=cfg.lr_schedule, save_hf=False)
     if kind == "sft":
-        module, dm = SFTModule(model, **common), SFTDataModule(records, tok, batch_size=cfg.batch_size, chat=chat, seed=seed)
+        module, dm = SFTModule(model, **common), SFTDataModule(records, tok, batch_size=cfg.batch_size, chat=chat, seed=seed,
+                                                                         group_by_length=cfg.group_by_length)
     else:
         module = PreferenceModule(model, beta=cfg.beta, alpha=cfg.alpha, **common)
-        dm = PreferenceDataModule(records, tok, batch_size=cfg.batch_size, chat=chat, seed=seed, ref_cache=str(root / "ref_logps.jsonl"))
+        dm = PreferenceDataModule(records, tok, batch_size=cfg.batch_size, chat=chat, seed=seed, ref_cache=str(root / "ref_logps.jsonl"),
+                                  group_by_length=cfg.group_by_length)
     last_loss = _LastLoss()
     cbs = [last_loss] + ([ModelCheckpoint(dirpath=str(ck), filename="{epoch}-{step}", save_top_k=1, every_n_epochs=1), GracefulInterrupt(ck)]
                          if cfg.checkpoint else [])

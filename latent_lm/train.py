@@ -17,10 +17,11 @@ from .core import LatentLMError, check
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'DONE_FILE', 'NOT_FINGERPRINTED', 'DATA_FILE_KEYS', 'DATA_SUFFIXES', 'lr_lambda', 'adamw',
-           'ResumableDataLoader', 'train_sampler', 'build_model', 'hparams_ignore', 'disable_dropout',
-           'save_pretrained_atomic', 'SaveHFModel', 'quiet_lightning', 'fix_epoch_end_checkpoint', 'EpochEndResume',
-           'run_logger', 'make_trainer', 'checkpoint_problem', 'checkpoint_step', 'last_checkpoint', 'check_run_config',
-           'GracefulInterrupt', 'FinalCheckpoint', 'lightning_main']
+           'ResumableDataLoader', 'LengthGroupedSampler', 'row_length', 'train_sampler', 'build_model',
+           'hparams_ignore', 'disable_dropout', 'save_pretrained_atomic', 'SaveHFModel', 'quiet_lightning',
+           'fix_epoch_end_checkpoint', 'EpochEndResume', 'run_logger', 'make_trainer', 'checkpoint_problem',
+           'checkpoint_step', 'last_checkpoint', 'check_run_config', 'GracefulInterrupt', 'FinalCheckpoint',
+           'lightning_main']
 
 # %% ../nbs/04_train.ipynb #968c0df0
 SCHEDULES = ("constant", "linear", "cosine")
@@ -73,11 +74,55 @@ def _skipping(it, n):
     for _ in range(n): next(it)
     yield from it
 
-def train_sampler(data, shuffle: bool = True, seed: int = 0, trainer=None):
-    "A `DistributedSampler` over `data` for this process (one replica without a trainer): the global batch order depends only on `seed` and the epoch, not on the number of devices."
-    from torch.utils.data.distributed import DistributedSampler
+from torch.utils.data.distributed import DistributedSampler
+
+class LengthGroupedSampler(DistributedSampler):
+    """A `DistributedSampler` whose global batches hold examples of similar length, so padding wastes little compute.
+    Per epoch: a permutation drawn from `seed + epoch`, cut into chunks of `group` global batches (`batch_size` x
+    replicas examples each); each chunk sorted by length (longest first) and cut into global batches; the batches
+    shuffled; each replica takes every W-th index, as `DistributedSampler` does. A global batch therefore depends on
+    the global batch size, not on how it is split over devices; Lightning's `set_epoch` and resume work unchanged."""
+    def __init__(self, lengths, batch_size: int, num_replicas: int = 1, rank: int = 0, shuffle: bool = True, seed: int = 0,
+                 group: int = 50):
+        check(isinstance(batch_size, int) and batch_size >= 1, f"batch_size must be an integer >= 1, got {batch_size!r}.")
+        check(isinstance(group, int) and group >= 1, f"group (global batches per sorted chunk) must be an integer >= 1, got {group!r}.")
+        self.lengths = [int(x) for x in lengths]
+        super().__init__(self.lengths, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=False)
+        self.batch_size, self.group = batch_size, group
+
+    def global_order(self) -> list[int]:
+        "This epoch's indices in global order (before the split over replicas and the padding)."
+        n, gb = len(self.lengths), self.batch_size * self.num_replicas
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        perm = torch.randperm(n, generator=g).tolist() if self.shuffle else list(range(n))
+        batches = []
+        for c in range(0, n, gb * self.group):
+            chunk = sorted(perm[c:c + gb * self.group], key=lambda i: -self.lengths[i])
+            batches += [chunk[b:b + gb] for b in range(0, len(chunk), gb)]
+        if self.shuffle:           # a short last batch stays last, so every other global batch is full
+            full = [b for b in batches if len(b) == gb]
+            batches = [full[j] for j in torch.randperm(len(full), generator=g).tolist()] + [b for b in batches if len(b) < gb]
+        return [i for b in batches for i in b]
+
+    def __iter__(self):
+        order = self.global_order()
+        order += order[:self.total_size - len(order)]          # pad as DistributedSampler does (drop_last=False)
+        return iter(order[self.rank:self.total_size:self.num_replicas])
+
+def row_length(row: dict) -> int:
+    "Tokens a tokenised row puts in a batch: its prompt plus its longest response (`*_ids` fields)."
+    resp = [len(v) for k, v in row.items() if k.endswith("_ids") and k != "prompt_ids" and v is not None]
+    return len(row.get("prompt_ids") or []) + max(resp, default=0)
+
+def train_sampler(data, shuffle: bool = True, seed: int = 0, trainer=None, batch_size: int | None = None, lengths=None):
+    """A `DistributedSampler` over `data` for this process (one replica without a trainer): the global batch order depends
+    only on `seed` and the epoch, not on the number of devices. With `lengths` (one per example) and `batch_size` (per
+    device): a `LengthGroupedSampler`, whose batches group examples of similar length."""
     w, r = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-    return DistributedSampler(data, num_replicas=w, rank=r, shuffle=shuffle, seed=seed, drop_last=False)
+    if lengths is None: return DistributedSampler(data, num_replicas=w, rank=r, shuffle=shuffle, seed=seed, drop_last=False)
+    check(len(lengths) == len(data), f"lengths has {len(lengths)} entries for {len(data)} examples; give one per example.")
+    check(batch_size is not None, "Length grouping needs the per-device batch_size.")
+    return LengthGroupedSampler(lengths, batch_size, w, r, shuffle, seed)
 
 # %% ../nbs/04_train.ipynb #80a295be
 from .core import is_quiet, quiet_transformers
