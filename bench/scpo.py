@@ -102,7 +102,8 @@ def control(run_dir: Path, m0: str, m1: str, cfg) -> dict:
                                     chat=cfg.model.chat)
         margins[name] = [r["ref_chosen_logps"] - r["ref_rejected_logps"] for r in rows]
         outs = HFGenerator(model, tok, batch_size=256).generate([r["prompt"] for r in sel], n=1, temperature=0,
-                                                               max_new_tokens=cfg.sampling.max_new_tokens, chat=cfg.model.chat)
+                                                               max_new_tokens=cfg.sampling.max_new_tokens, chat=cfg.model.chat,
+                                                               stop=list(cfg.sampling.stop) or None)
         hits[name] = sum(float(answers_equal(ex(o[0].text), r["chosen_answer"])) for o, r in zip(outs, sel)) / len(sel)
     d = [b - a for a, b in zip(margins["M0"], margins["M1"])]
     n = len(d); md = sum(d) / n
@@ -226,6 +227,16 @@ def premise_numbers(per_seed: list[dict]) -> dict:
     return {"what": PREMISE, "numbers": nums, "holds": bool(holds)}
 
 
+def premise_probe() -> dict | None:
+    "The candidate seed models, tasks and temperatures the premise probe tried (bench/results/scpo_premise.json), as a table."
+    f = ROOT / "bench" / "results" / "scpo_premise.json"
+    if not f.exists(): return None
+    d = json.loads(f.read_text())
+    keep = ("greedy", "sc8", "sc_gain", "somers_d")
+    return {"source": "bench/results/scpo_premise.json", "command": d["command"], "picked": d.get("picked"), "rule": d["premise"]["what"],
+            "table": {k: {x: v.get(x) for x in keep} for k, v in d["arms"].items()}}
+
+
 def control_numbers(per_seed: list[dict]) -> dict:
     cs = [r["control"] for r in per_seed if "control" in r]
     if not cs: return {"what": POSITIVE_CONTROL, "numbers": {}, "shows": None}
@@ -273,6 +284,13 @@ def md_text(res: dict, name: str = "scpo") -> str:
               f"\"majority right\" = how often the majority answer of the k=8 training samples is the gold answer. \"chosen answer right\" = "
               "fraction of selected pairs (or LMSI targets) whose chosen answer is correct.", "", f"**Notes.** {res['notes']}", "",
               f"![accuracy by round]({name}.png)", "", f"![votes]({name}_votes.png)", ""]
+    pp = res.get("premise_probe")
+    if pp:
+        lines += ["## How the seed model was chosen (bench/results/scpo_premise.json)", "", f"Rule: {pp['rule']}", "",
+                  f"Picked: {pp['picked'] and {k: pp['picked'][k] for k in ('regime', 'pretrain_steps', 'temperature', 'greedy', 'sc8', 'somers_d') if k in pp['picked']}}", "",
+                  "| candidate (regime, model, SFT steps, problem steps, T) | greedy | SC@8 | SC - greedy | Somers' D |", "|---|---|---|---|---|"]
+        lines += [f"| {k} | {f(v['greedy'])} | {f(v['sc8'])} | {f(v['sc_gain'])} | {f(v['somers_d'])} |" for k, v in pp["table"].items()]
+        lines += ["", f"Commands that produced the table, in order: `{pp['command']}`", ""]
     return "\n".join(lines)
 
 
@@ -364,7 +382,7 @@ def main(argv=None) -> int:
                          "timing_note": "seconds spent by this invocation; stages resumed from the work dir are not re-timed",
                          "machine": machine_info()},
                "arms": arms, "verdict": verdict, "premise": premise_numbers(per_seed), "positive_control": control_numbers(per_seed),
-               "notes": notes}
+               "notes": notes, "premise_probe": premise_probe()}
         write_results(name, res, md_text(res, name), out)
         if any("scpo" in r["arms"] for r in per_seed): plot(res, [r for r in per_seed if "scpo" in r["arms"]], out, name)
 
