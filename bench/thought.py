@@ -32,7 +32,7 @@ From bench/thought_m0.py's picked regime (see bench/results/thought_m0.md):
      python bench/thought.py --quick --m0-dir --m0-seed 0 --pretrain-steps 1500 --useful 0.8 --sort-n 6
 """
 from __future__ import annotations
-import argparse, json, math, shutil, statistics, sys, time
+import argparse, shlex, json, math, shutil, statistics, sys, time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -245,10 +245,13 @@ def main():
                     f"work folder (default {M0_WORK}): its snapshot of this setting and budget per seed, instead of training them")
     ap.add_argument("--m0-seed", type=int, default=None, help="with --m0-dir: every seed starts from this seed's snapshot (the "
                     "seeds then vary only the loop: instructions, samples, training order)")
+    ap.add_argument("--m0-per-seed", action="store_true", help="with --m0-dir: each seed starts from its own snapshot at its "
+                    "own budget, as bench/results/thought_m0.json picked it (picked_per_seed; --pretrain-steps is then ignored)")
     ap.add_argument("--deadline", default=None, help="HH:MM (UTC): arm runs not started by then are left out; the results "
                     "cover the seeds whose compared arms finished (said in notes)")
     ap.add_argument("--lr", type=float, default=None, help="DPO learning rate of every arm (default: the setting's)")
     ap.add_argument("--tag", default="", help="write bench/results/thought_<tag>.* instead of thought.*")
+    ap.add_argument("--note", default="", help="text appended to the results' notes (e.g. why a setting was chosen)")
     ap.add_argument("--rebuild", action="store_true", help="only redo the results file from a finished run's work folder (per_seed.json)")
     args = ap.parse_args()
     check_arms(args.arms)
@@ -256,6 +259,17 @@ def main():
                       if v is not None}
     if args.m0_dir:
         args.overrides = {"pretrain_steps": base_config(args.quick)["model"]["pretrain_steps"], "useful": base_config(args.quick)["model"]["useful"]} | args.overrides
+    seed_overrides = [args.overrides] * len(args.seeds)
+    if args.m0_per_seed:
+        if not args.m0_dir or args.m0_seed is not None: sys.exit("--m0-per-seed needs --m0-dir and no --m0-seed.")
+        m0res = json.loads((ROOT / "bench" / "results" / "thought_m0.json").read_text())
+        picks, setting = m0res.get("picked_per_seed") or {}, (m0res.get("picked") or {}).get("setting")
+        if setting != setting_name(args.overrides):
+            sys.exit(f"bench/results/thought_m0.json picked the setting {setting}, not {setting_name(args.overrides)}: pass its --useful/--sort-n.")
+        missing = [s for s in args.seeds if picks.get(str(s)) is None]
+        if missing: sys.exit(f"bench/results/thought_m0.json has no qualifying M0 for seeds {missing}; probe more budgets with bench/thought_m0.py.")
+        seed_overrides = [args.overrides | {"pretrain_steps": picks[str(s)]} for s in args.seeds]
+        args.m0_steps = {s: picks[str(s)] for s in args.seeds}
     t0 = time.time()
     work = Path(args.work)
     if args.rebuild:
@@ -265,7 +279,7 @@ def main():
     if work.exists() and not args.resume: shutil.rmtree(work)
     with ProcessPoolExecutor(max_workers=min(args.workers, len(args.seeds))) as ex:
         per_seed = list(ex.map(seed_and_premise, args.seeds, [args.quick] * len(args.seeds), [str(work)] * len(args.seeds),
-                               [args.overrides] * len(args.seeds), [args.m0_dir] * len(args.seeds), [args.m0_seed] * len(args.seeds)))
+                               seed_overrides, [args.m0_dir] * len(args.seeds), [args.m0_seed] * len(args.seeds)))
     # the compared arms of every seed first, then the length-control arms: past the deadline, whole seeds or arms are left out
     jobs = [(s["seed"], arm, s["m0"]) for s in per_seed for arm in args.arms if arm in ("thought", "direct")]
     jobs += [(s["seed"], arm, s["m0"]) for s in per_seed for arm in args.arms if arm not in ("thought", "direct")]
@@ -384,7 +398,7 @@ def aggregate(per_seed, args, t0):
                    + (f" --pretrain-steps {args.pretrain_steps}" if args.pretrain_steps else "")
                    + (f" --useful {args.useful}" if args.useful is not None else "") + (f" --sort-n {args.sort_n}" if args.sort_n else "") + (f" --lr {args.lr:g}" if args.lr else "")
                    + ((" --m0-dir" + ("" if args.m0_dir == M0_WORK else f" {args.m0_dir}")) if args.m0_dir else "")
-                   + (f" --m0-seed {args.m0_seed}" if args.m0_seed is not None else "") + (f" --deadline {args.deadline}" if args.deadline else "") + (f" --workers {args.workers} --arm-workers {args.arm_workers}") + (f" --tag {args.tag}" if args.tag else "") + (" --resume" if args.resume else ""),
+                   + (f" --m0-seed {args.m0_seed}" if args.m0_seed is not None else "") + (" --m0-per-seed" if getattr(args, "m0_per_seed", False) else "") + (f" --deadline {args.deadline}" if args.deadline else "") + (f" --workers {args.workers} --arm-workers {args.arm_workers}") + (f" --tag {args.tag}" if args.tag else "") + (" --resume" if args.resume else "") + (f" --note {shlex.quote(args.note)}" if getattr(args, "note", "") else ""),
         "setup": {"tasks": base["task"]["difficulty"], "helping_tasks": list(HELPS), "control_task": CONTROL, "config": base,
                   "length_bias": LENGTH_BIAS, "rho_grid": list(RHOS), "length_arms_tasks": ["sums"], "seeds": args.seeds,
                   "wall_seconds": round(time.time() - t0, 1), "machine": machine_info(workers=args.workers, arm_workers=args.arm_workers)},
@@ -410,7 +424,11 @@ def aggregate(per_seed, args, t0):
                         "pairs_correct_thought": s["arms"]["thought"]["thoughts"]["pairs"]} for s in per_seed],
     }
     res["notes"] = notes(res, R)
-    if getattr(args, "m0_dir", None):
+    if getattr(args, "m0_per_seed", False):
+        res["notes"] += (f" Seed models: one per seed, each its own snapshot of the setting {setting_name(args.overrides)} at the "
+                         f"smallest budget where that seed's M0 qualifies (bench/results/thought_m0.json picked_per_seed; "
+                         f"SFT steps per seed {args.m0_steps}); their premise numbers are the ones above.")
+    elif getattr(args, "m0_dir", None):
         res["notes"] += (f" Seed model: the snapshot bench/thought_m0.py picked by its rule (setting {setting_name(args.overrides)}, "
                          f"{args.overrides['pretrain_steps']} SFT steps; bench/results/thought_m0.json)"
                          + (f", the same seed-{args.m0_seed} M0 for every seed: the seeds vary the samples and the DPO data "
@@ -419,6 +437,7 @@ def aggregate(per_seed, args, t0):
                          f"`python bench/thought_m0.py --settings {setting_name(args.overrides)} --budgets {args.overrides['pretrain_steps']} "
                          f"--seeds {args.m0_seed if args.m0_seed is not None else ' '.join(map(str, args.seeds))}` trains and probes "
                          "that snapshot (its premise numbers are the ones above).")
+    if getattr(args, "note", ""): res["notes"] += " " + args.note
     lo = getattr(args, "left_out", None)
     if lo and (lo["seeds"] or lo["arms"]):
         res["notes"] += f" Past the --deadline, left out: seeds {lo['seeds']}, arms {lo['arms']} (not finished on every kept seed)."

@@ -16,7 +16,10 @@ qualifying at that budget, the first in the order of `--settings`. If none quali
 
 Every setting tried is recorded in bench/results/thought_m0.json / .md, with the snapshots' paths relative to the work
 folder; `bench/thought.py --m0-dir <work>` then uses the picked snapshots as its seed models (one per seed: seeds other
-than 0 are trained with `--seeds 1 2 --settings <picked> --budgets <picked>`, results merged into the same file).
+than 0 are trained with `--seeds 1 2 --settings <picked> --budgets <picked> ...`, results merged into the same file).
+Each seed's own M0 is its smallest qualifying budget of the picked setting (`picked_per_seed`; `bench/thought.py
+--m0-dir --m0-per-seed` uses them), since the step at which a from-scratch model's sampled thoughts enter the window
+varies with the seed.
 
 Run: python bench/thought_m0.py --settings u0.5_sort6 u0.8_sort6 --budgets 1500 2500 3500 4500
 """
@@ -32,6 +35,8 @@ RULE = ("The smallest step budget at which some setting's seed-0 M0 has a share 
         "every helping task (correct scratchpad beats direct and generic thought by >= 0.2 in greedy accuracy); among the "
         "settings qualifying at that budget, the first in command-line order.")
 LO, HI = 0.05, 0.30
+PER_SEED_RULE = ("Each seed then uses its own M0: the smallest budget of the picked setting at which that seed's M0 qualifies "
+                 "(same window and premise); bench/thought.py --m0-per-seed reads these picks.")
 
 
 def snapshot_dir(work: Path, name: str, seed: int, steps: int) -> Path:
@@ -127,13 +132,20 @@ def summarize(rows, commands, wall, order) -> dict:
         arms[f"{key[0]}@{key[1]}"] = arm_stats({f"{t}_{k}": [r["premise"][t][k] for r in rs] for t in T.HELPS for k in
                                                 ("direct", "correct_scratchpad", "generic_thought", "sampled_correct_thought")}
                                                | {"qualifies": [r["qualifies"] for r in rs]}, [r["seed"] for r in rs])
-    chosen = [r for r in rows if pick and (r["setting"], r["steps"]) == (pick["setting"], pick["steps"])]
+    # per seed (rule stated before seeds 1-2 were probed beyond the picked budget): that seed's smallest qualifying budget
+    # of the picked setting, so every seed gets an M0 in the window; a seed with none keeps the picked budget and fails
+    per_seed = {}
+    for s in sorted({r["seed"] for r in rows}) if pick else []:
+        rs = sorted([r for r in rows if r["seed"] == s and r["setting"] == pick["setting"]], key=lambda r: r["steps"])
+        per_seed[s] = next((r for r in rs if r["qualifies"]), next((r for r in rs if r["steps"] == pick["steps"]), None))
+    chosen = [r for r in per_seed.values() if r is not None]
     verdict = ("not reproduced" if not pick else "reproduced" if len(chosen) >= 3 and all(r["qualifies"] for r in chosen) else "partial")
     P = {f"seed{r['seed']}": {t: {k: r["premise"][t][k] for k in ("direct", "correct_scratchpad", "generic_thought")} for t in T.HELPS}
          for r in chosen}
     return {"claim": ("A seed model exists, among the settings tried, that puts the thought bench in its positive-control regime on "
-                      "every seed. Rule: " + RULE + " Verdict: 'reproduced' if a regime is picked and every seed (>= 3) probed "
-                      "there qualifies too, 'partial' if picked but fewer seeds probed or not all qualify, 'not reproduced' if none is picked."),
+                      "every seed. Rule: " + RULE + " " + PER_SEED_RULE + " Verdict: 'reproduced' if a setting is picked and every "
+                      "seed (>= 3) has a qualifying M0 of it, 'partial' if picked but fewer seeds probed or not all qualify, "
+                      "'not reproduced' if none is picked."),
             "command": reproduce_command(rows, order),
             "setup": {"base": T.base_config(True), "tasks": T.TASKS, "window": [LO, HI],
                                               "wall_seconds": round(wall, 1), "machine": machine_info()},
@@ -151,6 +163,7 @@ def summarize(rows, commands, wall, order) -> dict:
                       "goes on). The invocations that wrote this file, in order: " + "; ".join(commands) + "."),
             "commands": commands, "settings_order": order,
             "picked": None if pick is None else {"setting": pick["setting"], "steps": pick["steps"]},
+            "picked_per_seed": {str(s): (r["steps"] if r is not None and r["qualifies"] else None) for s, r in per_seed.items()},
             "probes": rows}
 
 
@@ -176,7 +189,7 @@ def markdown(res) -> str:
         L.append(f"| {r['setting']} | {r['seed']} | {r['steps']} | {s['direct']:.2f} | {s['correct_scratchpad']:.2f} | "
                  f"{s['generic_thought']:.2f} | {s['sampled_correct_thought']:.3f} | {o['direct']:.2f} | {o['correct_scratchpad']:.2f} | "
                  f"{o['generic_thought']:.2f} | {o['sampled_correct_thought']:.3f} | {r['premise_holds']} | {r['sums_share_in_range']} | {r['qualifies']} |")
-    L += ["", f"**Picked:** {res['picked']}", "",
+    L += ["", f"**Picked:** {res['picked']}; per seed (steps): {res.get('picked_per_seed')}", "",
           f"**Premise** (holds: {res['premise']['holds']}): {res['premise']['what']} `{json.dumps(res['premise']['numbers'])}`", "",
           f"**Positive control** (shows: {res['positive_control']['shows']}): {res['positive_control']['what']} "
           f"`{json.dumps(res['positive_control']['numbers'])}`", "", f"**Verdict: {res['verdict']}.** {res['claim']}", "",
