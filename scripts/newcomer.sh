@@ -5,7 +5,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cmd="$(python3 "$root/scripts/readme_command.py" 1)"
-work="${WORK:-$(mktemp -d)}"
+if [ -n "${WORK:-}" ]; then work="$WORK"; else work="$(mktemp -d)"; trap 'rm -rf "$work"' EXIT; fi   # a temporary copy is removed at exit
 mkdir -p "$work/latent_lm"
 # the tracked and untracked-but-not-ignored files, as a fresh clone of this working tree would have them
 (cd "$root" && git ls-files -z --cached --others --exclude-standard | while IFS= read -r -d "" f; do [ -e "$f" ] && printf "%s\0" "$f"; done | xargs -0 cp --parents -t "$work/latent_lm/")

@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 \
        LATENT_LM_QUIET=1 MPLBACKEND=Agg PIP_DISABLE_PIP_VERSION_CHECK=1
 VENV=${VENV:-.venv}
+# every temporary file of the run (notebooks' scratch folders, pip, the wheel check) goes into one folder removed at exit
+TMPDIR="$(mktemp -d)"; export TMPDIR; trap 'rm -rf "$TMPDIR"' EXIT
 step() { printf '\n==> %s  [%s]\n' "$*" "$(date +%T)"; }
 
 step "environment in $VENV"

@@ -13,7 +13,7 @@ def main(whl):
     with tempfile.TemporaryDirectory() as d:
         venv.create(d, with_pip=True)
         py = str(Path(d) / "bin" / "python")
-        subprocess.run([py, "-m", "pip", "install", "-q", "torch==2.13.0", str(whl)], check=True)
+        subprocess.run([py, "-m", "pip", "install", "-q", "--no-cache-dir", "torch==2.13.0", str(whl)], check=True)
         code = ("import importlib, os, sys\nos.chdir('/')\n"
                 f"mods = {mods!r}\n"
                 "for m in mods: importlib.import_module(m)\n"

@@ -232,6 +232,8 @@ def test_config_mismatch_finished_run_and_overwrite(work, tmp_path):
     base = ["--config", str(work / "dpo.yaml"), "--trainer.default_root_dir", str(run), "--trainer.max_steps", "3"]
     rc, err = _main(work, ["fit", *base])
     assert rc == 0, err
+    from latent_lm.train import checkpoint_step
+    assert checkpoint_step(run / "checkpoints" / "final.ckpt") == 3
     mtime = (run / "hf_model" / "model.safetensors").stat().st_mtime
     rc, err = _main(work, ["fit", *base])                                              # same command: finished, nothing trained
     assert rc == 0 and "is finished" in err and "--overwrite true" in err, err
@@ -268,6 +270,10 @@ def test_damaged_checkpoint_is_set_aside_and_the_run_goes_on(work, tmp_path):
     assert rc == 0, err
     ck = run / "checkpoints"
     assert sorted(p.name for p in ck.iterdir()) == ["epoch=1-step=8.ckpt", "final.ckpt", "last.ckpt"]
+    # step 8 was already saved, so final.ckpt is a hard link to that file, not a third copy of the same bytes
+    assert (ck / "final.ckpt").stat().st_ino in {(ck / n).stat().st_ino for n in ("last.ckpt", "epoch=1-step=8.ckpt")}
+    from latent_lm.train import checkpoint_step
+    assert checkpoint_step(ck / "final.ckpt") == 8
     def killed():                                      # as if the run had been killed after its last regular checkpoint
         (run / "fit_done.json").unlink(); (ck / "final.ckpt").unlink(missing_ok=True)
     killed()
