@@ -59,7 +59,7 @@ def test_every_config_loads_with_the_lightning_cli_parser(name):
         assert (m["n_layers"], m["max_latent_stage"], m["use_markers"]) == (1, 2, False)
     if name == "prosqa_text.yaml":                                   # the paper's setting at CPU size: language steps, small graphs
         assert cfg["data"]["data"] == "prosqa" and cfg["data"]["relabel"] and cfg["data"]["task_kwargs"] == {"n_nodes": 9, "min_hops": 2, "max_hops": 2}
-        assert (m["max_latent_stage"], m["use_markers"], m["first_stage_epochs"]) == (2, False, 36)
+        assert (m["max_latent_stage"], m["use_markers"], m["first_stage_epochs"], m["n_layers"], m["d_model"]) == (2, False, 60, 4, 128)
 
 
 def test_config_errors_name_the_problem(tmp_path):

@@ -1,0 +1,49 @@
+"bench/coconut.py's ProsQA reference levels: the exact random-walk accuracy against a hand computation and a simulation."
+import importlib.util, random, statistics, sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    sys.path.insert(0, str(ROOT / "bench"))
+    spec = importlib.util.spec_from_file_location("bench_coconut", ROOT / "bench" / "coconut.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _rec(edges, root, target, neg, hops):
+    return {"edges": edges, "root": root, "target": target, "neg_target": neg, "steps": ["s"] * hops,
+            "idx_to_symbol": [f"n{i}" for i in range(1 + max(max(e) for e in edges))]}
+
+
+def test_walk_levels_by_hand(bench):
+    # root 0 -> {1, 2}; 1 -> target 3; 2 is a dead end (a guess: 1/2); neg target 4 hangs off nothing reachable
+    r = _rec([[0, 1], [0, 2], [1, 3], [5, 4]], 0, 3, 4, 2)
+    w = bench.walk_levels([r])
+    assert w["random_valid_walk"] == pytest.approx(0.5 * 1 + 0.5 * 0.5)
+    assert w["walk_avoiding_dead_ends"] == pytest.approx(1.0)          # one step of lookahead skips node 2
+    # root -> {1, 2}; 1 -> target, 2 -> neg target: a coin flip without lookahead, and lookahead does not help
+    r2 = _rec([[0, 1], [0, 2], [1, 3], [2, 4]], 0, 3, 4, 2)
+    w2 = bench.walk_levels([r2])
+    assert w2["random_valid_walk"] == pytest.approx(0.5) and w2["walk_avoiding_dead_ends"] == pytest.approx(0.5)
+
+
+def test_walk_levels_match_a_simulation(bench):
+    from latent_lm.coconut.data import make_prosqa, load_coconut_json, children_of
+    recs = load_coconut_json(make_prosqa(40, seed=3, n_nodes=9, min_hops=2, max_hops=2))
+    rng = random.Random(0)
+    def walk(r):
+        ch, u = children_of(r["edges"], len(r["idx_to_symbol"])), r["root"]
+        for _ in range(len(r["steps"])):
+            if u in (r["target"], r["neg_target"]) or not ch[u]: break
+            u = rng.choice(ch[u])
+        return 1.0 if u == r["target"] else 0.0 if u == r["neg_target"] else float(rng.random() < 0.5)
+    sim = statistics.mean(walk(r) for r in recs for _ in range(400))
+    exact = bench.walk_levels(recs)["random_valid_walk"]
+    assert abs(sim - exact) < 0.02, (sim, exact)                        # 16,000 walks: s.e. about 0.004
+    assert 0.5 < exact < 1.0
