@@ -14,7 +14,7 @@ from .core import LatentLMError, check, atomic_write_text
 # %% auto #0
 __all__ = ['LIGHTNING_SUBCOMMANDS', 'ORDER', 'PLANNED', 'LAYERS', 'COMMANDS', 'Verb', 'load_object', 'Method', 'register',
            'discover', 'methods', 'get_method', 'suggest', 'method_status', 'methods_table', 'commands_block',
-           'render_readme', 'readme']
+           'benchmarks_table', 'render_readme', 'readme']
 
 # %% ../nbs/08_registry.ipynb #5384c32e
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test")
@@ -158,7 +158,7 @@ COMMANDS = {
     "tour": Verb("run every implemented method at tiny scale and write runs/tour/report.html", fn="latent_lm.tour:tour"),
     "generate": Verb("sample completions from a model into a resumable JSONL file", fn="latent_lm.app:generate"),
     "docs": Verb("build the HTML documentation offline from the notebooks", fn="latent_lm.docs:docs"),
-    "readme": Verb("rewrite README.md's method and command tables from the registry", fn="latent_lm.registry:readme"),
+    "readme": Verb("rewrite README.md's method, command and benchmark tables (registry, bench/results)", fn="latent_lm.registry:readme"),
 }
 
 # %% ../nbs/08_registry.ipynb #8bd97c80
@@ -181,7 +181,7 @@ def method_status(m: Method, root=".") -> dict:
                 status="implemented" if all(have) else "partial" if any(have) else "planned")
 
 # %% ../nbs/08_registry.ipynb #af1f5fed
-_BLOCKS = ("methods", "commands")
+_BLOCKS = ("methods", "commands", "benchmarks")
 
 def _md_escape(s: str) -> str: return str(s).replace("|", "\\|")
 
@@ -214,9 +214,30 @@ def commands_block() -> str:
             lines.append(f"latent-lm {cmd:<36} # {v.help}")
     return "```\n" + "\n".join(lines) + "\n```"
 
+def _short(s: str, n: int = 150) -> str:
+    "`s` cut at a word boundary to at most about `n` characters, with an ellipsis when cut."
+    s = " ".join(str(s).split())
+    return s if len(s) <= n else s[:n].rsplit(" ", 1)[0].rstrip(",;:") + " …"
+
+def benchmarks_table(root=".") -> str:
+    "The README's table of every results file in bench/results: claim, verdict, premise, positive control and the command that made it."
+    rows = ["| benchmark | claim under test | verdict | premise | positive control | command |", "|---|---|---|---|---|---|"]
+    yes_no = lambda d, k: "–" if not isinstance(d, dict) or d.get(k) is None else ("holds" if k == "holds" else "shows") if d[k] else "**fails**"
+    for f in sorted((Path(root) / "bench" / "results").glob("*.json")):
+        try: r = json.loads(f.read_text())
+        except ValueError: continue
+        if not isinstance(r, dict) or "verdict" not in r: continue
+        cmd = str(r.get("command") or "")
+        cmd = ("several commands (see the results file)" if " ; " in cmd or " && " in cmd else
+               "a long command (see the results file)" if len(cmd) > 260 else f"`{_md_escape(cmd)}`")
+        link = f"[{f.stem}](bench/results/{f.stem}.md)" if f.with_suffix(".md").exists() else f.stem
+        rows.append(f"| {link} | {_md_escape(_short(r.get('claim', '')))} | {r.get('verdict') or 'no verdict'} | "
+                    f"{yes_no(r.get('premise'), 'holds')} | {yes_no(r.get('positive_control'), 'shows')} | {cmd} |")
+    return "\n".join(rows)
+
 def render_readme(text: str, root=".") -> str:
     "`text` with its registry blocks (between `<!-- registry:NAME -->` and `<!-- /registry:NAME -->`) rewritten."
-    blocks = {"methods": methods_table(root), "commands": commands_block()}
+    blocks = {"methods": methods_table(root), "commands": commands_block(), "benchmarks": benchmarks_table(root)}
     for name in _BLOCKS:
         pat = re.compile(rf"(<!-- registry:{name} -->\n)(?:.*?\n)?(<!-- /registry:{name} -->)", re.S)
         check(pat.search(text), f"README has no '<!-- registry:{name} -->' ... '<!-- /registry:{name} -->' block; add the two marker lines where the table goes.")
@@ -224,7 +245,7 @@ def render_readme(text: str, root=".") -> str:
     return text
 
 def readme(path: str = "README.md", check_only: bool = False) -> int:
-    """Rewrite the registry blocks of the README (the methods table and the commands) from the registry.
+    """Rewrite the generated blocks of the README: the methods table and the commands (from the registry), the benchmarks (from bench/results).
 
     Args:
         path: the README to update, in the project's root folder
