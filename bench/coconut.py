@@ -345,10 +345,12 @@ def prosqa_part(arms: dict) -> dict:
     w, d, m = beats(arms, "prosqa_coconut", "prosqa_no_cot")
     near = coc >= cot - 0.05
     seeds = min(len(arms[k]["seeds"]) for k in need)
-    outcome = ("inconclusive (CoT did not learn the task)" if not learned else "not reproduced" if not (w and near)
-               else "reproduced" if seeds >= 3 else "consistent with the paper (fewer than 3 seeds)")
+    by = lambda ok: ("inconclusive (CoT did not learn the task)" if not ok else "not reproduced" if not (w and near)
+                     else "reproduced" if seeds >= 3 else "consistent with the paper (fewer than 3 seeds)")
+    outcome = by(learned)
     return {"outcome": outcome, "cot_learned": learned, "cot_hallucination": halluc, "max_hallucination": PROSQA_MAX_HALLUCINATION,
             "cot_min": w0 - slack, "walk_levels": walk, "first_rule_cot_min": PROSQA_COT_MIN, "first_rule_met": cot >= PROSQA_COT_MIN,
+            "first_rule_outcome": by(cot >= PROSQA_COT_MIN),
             "coconut_minus_no_cot": d, "two_se": m, "beats_no_cot": w,
             "coconut_minus_cot": coc - cot, "within_5_points_of_cot": near, "seeds": seeds,
             "tokens_per_answer": {k: arms[k]["tokens_per_answer"] for k in need}}
@@ -409,7 +411,11 @@ def notes(arms: dict, det: dict, steps: dict, gen: dict, lang: dict, mode: str) 
             f"{pq['cot_min']:.1%}, the level of a random valid walk ({pq['walk_levels']['random_valid_walk']:.1%}, computed from the test graphs; "
             f"one step of lookahead: {pq['walk_levels']['walk_avoiding_dead_ends']:.1%}) less two standard errors -- before the ordering counts; "
             f"outcome: {pq['outcome']}. (The first version of the rule asked CoT for {PROSQA_COT_MIN:.0%}, above what a reasoner without "
-            f"lookahead reaches on these graphs; met: {pq['first_rule_met']}.) Tokens per answer measured from the generations: CoT "
+            f"lookahead reaches on these graphs; met: {pq['first_rule_met']}; the outcome by it: {pq['first_rule_outcome']}.) "
+            + ("CoT's written chains, by the paper's reasoning classes: "
+               + ", ".join(f"{c} {v:.1%}" for c, v in (arms['prosqa_cot'].get('reasoning') or {}).items() if v)
+               + " (a hallucinated chain can still end in the right option). ")
+            + f"Tokens per answer measured from the generations: CoT "
             f"{P['prosqa_cot']['tokens_per_answer']:.1f}, No-CoT {P['prosqa_no_cot']['tokens_per_answer']:.1f}, Coconut "
             f"{P['prosqa_coconut']['tokens_per_answer']:.1f} (= {P['prosqa_coconut']['tokens_per_answer'] - P['prosqa_coconut']['decoded_tokens']:.0f} "
             f"thoughts + {P['prosqa_coconut']['decoded_tokens']:.1f} decoded; word tokens, EOS not counted). Budget: "
