@@ -2359,4 +2359,5 @@ d = { 'settings': { 'branch': 'main',
                                  'latent_lm.train.row_length': ('train.html#row_length', 'latent_lm/train.py'),
                                  'latent_lm.train.run_logger': ('train.html#run_logger', 'latent_lm/train.py'),
                                  'latent_lm.train.save_pretrained_atomic': ('train.html#save_pretrained_atomic', 'latent_lm/train.py'),
+                                 'latent_lm.train.stepping_batches': ('train.html#stepping_batches', 'latent_lm/train.py'),
                                  'latent_lm.train.train_sampler': ('train.html#train_sampler', 'latent_lm/train.py')}}}

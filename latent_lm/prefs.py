@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 import lightning as L
 from .core import LatentLMError, check, check_nonempty, read_jsonl, write_jsonl, stable_hash, progress
 from .lm import chat_prompt, encode_prompt, encode_completion, pad_batch, sequence_logprobs
-from .train import (SCHEDULES, lr_lambda, adamw, ResumableDataLoader, train_sampler, row_length, SaveHFModel, disable_dropout,
+from .train import (SCHEDULES, lr_lambda, adamw, stepping_batches, ResumableDataLoader, train_sampler, row_length, SaveHFModel, disable_dropout,
                              build_model, hparams_ignore as _hparams_ignore, _import_callable)   # re-exported: older code imports them from prefs
 
 # %% auto #0
@@ -511,7 +511,7 @@ class _LMModule(L.LightningModule):
 
     def configure_optimizers(self):
         h = self.hparams
-        total = None if h.lr_schedule == "constant" else int(self.trainer.estimated_stepping_batches)
+        total = None if h.lr_schedule == "constant" else int(stepping_batches(self.trainer))
         return adamw(self.model, h.lr, h.weight_decay, (h.adam_beta1, h.adam_beta2), h.warmup_steps, h.lr_schedule, total)
 
     def configure_callbacks(self):

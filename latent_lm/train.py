@@ -17,11 +17,11 @@ from .core import LatentLMError, check
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'DONE_FILE', 'NOT_FINGERPRINTED', 'DATA_FILE_KEYS', 'DATA_SUFFIXES', 'lr_lambda', 'adamw',
-           'ResumableDataLoader', 'LengthGroupedSampler', 'row_length', 'train_sampler', 'build_model',
-           'hparams_ignore', 'disable_dropout', 'save_pretrained_atomic', 'SaveHFModel', 'quiet_lightning',
-           'fix_epoch_end_checkpoint', 'EpochEndResume', 'run_logger', 'make_trainer', 'checkpoint_problem',
-           'checkpoint_step', 'last_checkpoint', 'check_run_config', 'GracefulInterrupt', 'FinalCheckpoint',
-           'lightning_main']
+           'stepping_batches', 'ResumableDataLoader', 'LengthGroupedSampler', 'row_length', 'train_sampler',
+           'build_model', 'hparams_ignore', 'disable_dropout', 'save_pretrained_atomic', 'SaveHFModel',
+           'quiet_lightning', 'fix_epoch_end_checkpoint', 'EpochEndResume', 'run_logger', 'make_trainer',
+           'checkpoint_problem', 'checkpoint_step', 'last_checkpoint', 'check_run_config', 'GracefulInterrupt',
+           'FinalCheckpoint', 'lightning_main']
 
 # %% ../nbs/04_train.ipynb #968c0df0
 SCHEDULES = ("constant", "linear", "cosine")
@@ -49,6 +49,16 @@ def adamw(model: nn.Module, lr: float, weight_decay: float = 0.0, betas=(0.9, 0.
     opt = torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, betas=tuple(betas))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(warmup_steps, schedule, total_steps))
     return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+def stepping_batches(trainer) -> int:
+    """`trainer.estimated_stepping_batches` (the optimizer steps of the whole fit: what a linear or cosine schedule needs), for
+    `configure_optimizers`. Lightning builds the train loader to count its batches, before a checkpoint is restored, and then
+    never gives that loader the checkpoint's state: a run resumed mid-epoch replayed the epoch's first batches. The loader
+    is dropped after counting, so `fit` builds it again and restores its state."""
+    n = trainer.estimated_stepping_batches
+    fl = trainer.fit_loop
+    if getattr(fl, "_combined_loader", None) is not None and trainer.state.fn == "fit": fl._combined_loader = None
+    return n
 
 # %% ../nbs/04_train.ipynb #d4c4606e
 class ResumableDataLoader(DataLoader):

@@ -309,3 +309,34 @@ def test_ddp_two_processes_through_lightning_main(work, uninterrupted):
                                         "--trainer.devices", "2", "--trainer.strategy", "ddp", "--data.batch_size", "4"], cwd=work,
                                        env=_env(work), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True))
     assert rc == 0 and "is finished" in out, out[-2000:]
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "constant"])
+def test_ctrl_c_mid_epoch_resumes_byte_identical(tmp_path, schedule):
+    """A round's DPO training stopped by Ctrl-C after any batch and resumed ends with the uninterrupted model, also with a
+    schedule that reads trainer.estimated_stepping_batches (the loader Lightning builds to count batches once missed the
+    checkpoint's loader state, so a mid-epoch resume replayed the epoch's first batch: the ScPO crash test caught it)."""
+    import hashlib
+    import latent_lm.train as T
+    from latent_lm.rounds import train_round, TrainConfig
+    from latent_lm.lm import tiny_lm
+    m, tok = tiny_lm(); T.save_pretrained_atomic(tmp_path / "m0", m, tok)
+    recs = [{"prompt": f"{i}+{i}=", "chosen": str(2 * i), "rejected": str(2 * i + 1) + "x" * (i % 3), "weight": 1.0} for i in range(10)]
+    cfg = TrainConfig(epochs=2, batch_size=8, lr=1e-3, lr_schedule=schedule)       # 2 batches per epoch, 4 steps
+    digest = lambda d: hashlib.sha256((d / "model.safetensors").read_bytes()).hexdigest()
+    ref = train_round(tmp_path / "m0", recs, tmp_path / "ref", cfg)
+    assert ref["steps"] == 4
+    orig = T.GracefulInterrupt.on_train_batch_end
+    for at in range(4):
+        seen = []
+        def stop_at(self, trainer, pl_module, outputs, batch, batch_idx, at=at):
+            if len(seen) == at: self.requested = True                         # as a Ctrl-C during batch `at` would
+            seen.append(batch_idx)
+            return orig(self, trainer, pl_module, outputs, batch, batch_idx)
+        out = tmp_path / f"stopped_{at}"
+        T.GracefulInterrupt.on_train_batch_end = stop_at
+        try:
+            with pytest.raises(KeyboardInterrupt): train_round(tmp_path / "m0", recs, out, cfg)
+        finally: T.GracefulInterrupt.on_train_batch_end = orig
+        info = train_round(tmp_path / "m0", recs, out, cfg)
+        assert info == ref and digest(out) == digest(tmp_path / "ref"), (at, info, ref)

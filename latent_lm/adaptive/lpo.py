@@ -18,7 +18,7 @@ from fastcore.basics import patch
 from ..core import LatentLMError, check, check_nonempty, key_seed, resumable_map, progress
 from ..lm import chat_prompt, encode_prompt, pad_batch, position_ids_from_mask
 from ..judge import Judge
-from ..train import adamw, make_trainer
+from ..train import adamw, make_trainer, stepping_batches
 from .head import AdaptiveDecoder
 
 # %% auto #0
@@ -251,7 +251,7 @@ class LPOModule(L.LightningModule):
 
     def configure_optimizers(self):
         h = self.hparams
-        total = None if h.lr_schedule == "constant" else int(self.trainer.estimated_stepping_batches)
+        total = None if h.lr_schedule == "constant" else int(stepping_batches(self.trainer))
         return adamw(self.head, h.lr, h.weight_decay, warmup_steps=h.warmup_steps, schedule=h.lr_schedule, total_steps=total)
 
 # %% ../../nbs/31_adaptive_lpo.ipynb #7e3789c1

@@ -296,7 +296,7 @@ class NgramEntropyModel(nn.Module):
 
 # %% ../../nbs/11_blt_entropy.ipynb #4056c647
 import lightning as L
-from ..train import adamw
+from ..train import adamw, stepping_batches
 
 def lm_loss_sum(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     "Summed next-byte cross-entropy (nats, float32) over targets >= 0, and the number of such targets."
@@ -356,7 +356,7 @@ class EntropyLMModule(L.LightningModule):
 
     def configure_optimizers(self):
         h = self.hparams
-        total = None if h.lr_schedule == "constant" else max(1, int(self.trainer.estimated_stepping_batches))
+        total = None if h.lr_schedule == "constant" else max(1, int(stepping_batches(self.trainer)))
         return adamw(self.model, h.lr, h.weight_decay, (h.adam_beta1, h.adam_beta2), h.warmup_steps, h.lr_schedule, total)
 
 # %% ../../nbs/11_blt_entropy.ipynb #7209e46c

@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import lightning as L
 from ..core import LatentLMError, check, check_number, set_seed, stable_hash, progress, atomic_write_json
-from ..train import adamw
+from ..train import adamw, stepping_batches
 from .tokenizer import BOS_ID, EOS_ID, OFFSET, VOCAB_SIZE, ByteTokenizer, bits_per_byte, read_saved, load_state
 from ..core import is_pretrained_dir
 from .entropy import (EntropyModel, EntropyModelConfig, NgramEntropyModel, EntropyLMModule, entropies, stream_entropies,
@@ -469,7 +469,7 @@ class BLTModule(L.LightningModule):
 
     def configure_optimizers(self):
         h = self.hparams
-        total = None if h.lr_schedule == "constant" else max(1, int(self.trainer.estimated_stepping_batches))
+        total = None if h.lr_schedule == "constant" else max(1, int(stepping_batches(self.trainer)))
         return adamw(self.model, h.lr, h.weight_decay, (h.adam_beta1, h.adam_beta2), h.warmup_steps, h.lr_schedule, total)
 
     def on_fit_end(self):
