@@ -34,7 +34,7 @@ accuracy is at least CoT's minus 5 points (3 seeds each). ProsQA: CoT must first
 answers with a hallucinated step (the paper's reasoning classes) and accuracy at least that of a random walk along the
 graph's edges (computed exactly from the test graphs) less two standard errors -- else the ProsQA outcome is inconclusive
 (the first version asked CoT for 75%, above what a reasoner without lookahead reaches on these graphs: a random valid walk
-scores 73%; the paper's own CoT, 77.5%, is at No-CoT's level for this reason); then Coconut beats No-CoT and is at least CoT's minus 5 points (3 seeds each). "reproduced" if
+scores 73%, which may be why the paper's own CoT, 77.5%, is at No-CoT's level); then Coconut beats No-CoT and is at least CoT's minus 5 points (3 seeds each). "reproduced" if
 both hold; "partial" if Coconut beats No-CoT on the control but not all the rest holds; "not reproduced" otherwise.
 Premise: No-CoT fails on the control -- its mean accuracy is at most 75% (chance 50%) while CoT's is at least 90%.
 Positive control: shows if Coconut's mean accuracy on the control is at least 90% and Coconut beats No-CoT.
@@ -92,6 +92,13 @@ BETTER_BY = 0.10                                    # "beats": > 2 s.e. of the d
 def is_prosqa(arm: str) -> bool: return arm.startswith("prosqa_")
 
 
+def run_settings(arm: str, mode: str) -> str:
+    "A hash of everything a run of `arm` in `mode` is trained and tested with: a finished run is reused only if it matches."
+    from latent_lm.core import stable_hash
+    return stable_hash(config(arm), (PROSQA_MODES if is_prosqa(arm) else MODES)[mode], {**ARMS, ANALYSIS_ARM: "coconut"}[arm],
+                       ANALYSIS_MIX if arm == ANALYSIS_ARM else None, N_TEST_BY_MODE[mode], N_TEST_PROSQA if is_prosqa(arm) else None)
+
+
 def config(arm: str = "coconut") -> dict:
     "The arm's config (control.yaml, or prosqa_text.yaml for the ProsQA arms) as `latent-lm coconut fit` reads it."
     from latent_lm.coconut.train import resolve_config
@@ -139,7 +146,8 @@ def run_one(arm: str, seed: int, mode: str, out: Path) -> dict:
            "steps": int(mod.trainer.global_step), "epochs": int(mod.trainer.current_epoch),
            "final_train_loss": met.get("train/loss"), "stages": [h["stage"] for h in mod.history], "val_curve": curve,
            "examples": [{k: r[k] for k in ("text", "gold", "correct")} for r in ev["results"][:3]]}
-    res["mode"] = mode                               # a work folder is reused only by a run of the same mode
+    res["mode"] = mode                               # a work folder is reused only by a run of the same mode ...
+    res["settings"] = run_settings(arm, mode)        # ... and the same settings (a changed config trains the run again)
     (out / "result.json").write_text(json.dumps(res))
     return res
 
@@ -328,7 +336,7 @@ def walk_levels(recs: list[dict]) -> dict:
     return {"n": len(recs), "random_valid_walk": statistics.mean(value(r, False) for r in recs),
             "walk_avoiding_dead_ends": statistics.mean(value(r, True) for r in recs), "breadth_first_search": 1.0,
             "what": "accuracy of a reasoner that writes only valid steps but cannot plan (a uniformly random walk along the graph's "
-                    "edges), computed exactly on the test graphs; the paper's CoT (77.5%) is at No-CoT's level (76.7%) for this reason"}
+                    "edges), computed exactly on the test graphs; this may be why the paper's CoT (77.5%) is at No-CoT's level (76.7%)"}
 
 
 def prosqa_part(arms: dict) -> dict:
@@ -677,6 +685,9 @@ def main(argv=None):
         if not f.exists(): return False
         made = json.loads(f.read_text()).get("mode")
         if made != mode: sys.exit(f"{f} was made by a '{made}' run, not '{mode}': use another --work folder for this mode.")
+        if json.loads(f.read_text()).get("settings") != run_settings(*j[:1], mode):
+            sys.exit(f"{f} was made with other settings (a config or the bench changed since): use another --work folder, "
+                     "or delete that run's folder to train it again.")
         return True
     todo = [j for j in jobs if not done(j)]
     print(f"{len(jobs)} runs ({len(jobs) - len(todo)} already done) in {work}", flush=True)

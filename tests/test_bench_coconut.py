@@ -47,3 +47,13 @@ def test_walk_levels_match_a_simulation(bench):
     exact = bench.walk_levels(recs)["random_valid_walk"]
     assert abs(sim - exact) < 0.02, (sim, exact)                        # 16,000 walks: s.e. about 0.004
     assert 0.5 < exact < 1.0
+
+
+def test_finished_runs_are_reused_only_with_the_same_settings(bench, tmp_path, monkeypatch):
+    h = bench.run_settings("prosqa_cot", "full")
+    assert h == bench.run_settings("prosqa_cot", "full")                        # stable
+    assert h != bench.run_settings("prosqa_cot", "smoke") and h != bench.run_settings("prosqa_coconut", "full")
+    cfg = tmp_path / "prosqa.yaml"                                               # the same config with a wider model
+    cfg.write_text(bench.PROSQA_CONFIG.read_text().replace("d_model: 128", "d_model: 256"))
+    monkeypatch.setattr(bench, "PROSQA_CONFIG", cfg)
+    assert bench.run_settings("prosqa_cot", "full") != h
