@@ -17,9 +17,9 @@ from ..judge import Judge, as_text, _check_aligned
 
 # %% auto #0
 __all__ = ['GENERIC_PROMPT', 'SPECIFIC_PROMPT', 'DIRECT_PROMPT', 'PROMPTS', 'MARKERS', 'GENERIC_THOUGHTS', 'RESPONSE_FORMS',
-           'thought_prompt', 'format_output', 'ParsedOutput', 'parse_output', 'judge_responses', 'battle_matrix',
-           'elo_scores', 'pairwise_scores', 'normalize', 'length_controlled', 'LengthBiasedJudge', 'select_pair',
-           'make_pair', 'seed_records']
+           'PRACTICE_PROMPT', 'thought_prompt', 'format_output', 'ParsedOutput', 'parse_output', 'judge_responses',
+           'battle_matrix', 'elo_scores', 'pairwise_scores', 'normalize', 'length_controlled', 'LengthBiasedJudge',
+           'select_pair', 'make_pair', 'seed_records']
 
 # %% ../../nbs/50_thought.ipynb #0a86462c
 GENERIC_PROMPT = ('Respond to the following user query in a comprehensive and detailed way. You can write down your thought '
@@ -161,16 +161,25 @@ def make_pair(prompt: str, samples: Sequence[dict], chosen: int, rejected: int) 
 GENERIC_THOUGHTS = ("I should answer the question.", "Let me read the query carefully and then respond.",
                     "The user wants a short answer.", "I will think about this and give the answer.")
 RESPONSE_FORMS = ("#### {a}", "The answer is {a}.\n#### {a}", "I worked it out, and the answer is {a}.\n#### {a}")
+PRACTICE_PROMPT = "Work it out step by step: {instruction}"
 
-def seed_records(problems: Sequence[dict], kind: str = "generic", useful: float = 0.3, seed: int = 0) -> list[dict]:
-    "SFT records `{prompt, completion, key}` for a seed model: a direct and a thought record per problem `{key, question, answer, thought}`."
+def seed_records(problems: Sequence[dict], kind: str = "generic", useful: float = 0.3, seed: int = 0, practice: float = 0.0) -> list[dict]:
+    """SFT records `{prompt, completion, key}` for a seed model: a direct and a thought record per problem `{key, question,
+    answer, thought}` (in that order), then a worked-solution record (`PRACTICE_PROMPT`: the scratchpad, then the response)
+    for a fraction `practice` of the problems that have a scratchpad."""
     check(kind in MARKERS, f"seed_records writes thought records for 'generic' or 'specific' prompts, got {kind!r}.")
     check(0 <= useful <= 1, f"useful must be a fraction in [0, 1], got {useful}.")
-    rng, out = random.Random(seed), []
+    check(0 <= practice <= 1, f"practice must be a fraction in [0, 1], got {practice}.")
+    rng, out, extra = random.Random(seed), [], []
+    prng = random.Random(f"practice/{seed}")            # its own stream: the pairs do not depend on `practice`
     for p in problems:
         resp = rng.choice(RESPONSE_FORMS).format(a=p["answer"])
         out.append({"prompt": thought_prompt(p["question"], "direct"), "completion": resp, "key": p["key"]})
         th = p["thought"] if p.get("thought") and rng.random() < useful else rng.choice(GENERIC_THOUGHTS)
         out.append({"prompt": thought_prompt(p["question"], kind),
                     "completion": format_output(th, rng.choice(RESPONSE_FORMS).format(a=p["answer"]), kind), "key": p["key"]})
-    return out
+        if practice and p.get("thought") and prng.random() < practice:
+            extra.append({"prompt": PRACTICE_PROMPT.replace("{instruction}", p["question"]),
+                          "completion": p["thought"] + "\n" + prng.choice(RESPONSE_FORMS).format(a=p["answer"]), "key": p["key"]})
+    return out + extra
+

@@ -52,9 +52,12 @@ class ThoughtModelConfig(SeedModelConfig):
 
     Args:
         useful: fraction of the seed model's thought records that hold a correct scratchpad (the rest are generic filler)
+        practice: fraction of the pretraining problems with a scratchpad that also get a worked-solution record
+            (`PRACTICE_PROMPT`): the skill of the scratchpad, without making it the thought prompt's habit
         vocab_size: tiny model only: BPE vocabulary learned on its training records
     """
     useful: float = 0.3
+    practice: float = 0.0
     vocab_size: int = 512
     max_len: int = 256
     pretrain_problems: int = 3000
@@ -129,6 +132,7 @@ class ThoughtConfig:
         check(t.n_train >= 1 and t.n_test >= 1, f"task.n_train and task.n_test must be >= 1, got {t.n_train} and {t.n_test}.")
         self.model.check("model")
         check(0 <= self.model.useful <= 1, f"model.useful must be a fraction in [0, 1], got {self.model.useful}.")
+        check(0 <= self.model.practice <= 1, f"model.practice must be a fraction in [0, 1], got {self.model.practice}.")
         check(self.model.vocab_size > 300, f"model.vocab_size must be > 300, got {self.model.vocab_size}.")
         self.sampling.check("sampling"); self.train.check("train")
         check(self.sampling.k >= 2, f"sampling.k must be >= 2 to pick a best and a worst sample, got {self.sampling.k}.")
@@ -174,16 +178,18 @@ def make_judge(cfg: ThoughtConfig, golds: dict) -> Judge:
 
 # %% ../../nbs/51_thought_run.ipynb #d4185d01
 def seed_model_data(cfg: ThoughtConfig) -> tuple[list[dict], list[dict], object]:
-    "The seed model's SFT records (a direct and a thought record per pretraining problem), its dev problems and its tokenizer (None: the default)."
+    """The seed model's SFT records (a direct and a thought record per pretraining problem, then the worked-solution
+    records of `model.practice`), its dev problems and its tokenizer (None: the default)."""
     c, m = cfg, cfg.model
     test_q = {p["question"] for p in test_problems(c)}
     per = max(1, m.pretrain_problems // len(c.task.tasks))
     probs = [p for name in c.task.tasks for p in scratch_problems(name, per, seed=run_seed(c.task.seed, "pretrain", name), exclude=test_q,
                                                                   **c.task.difficulty.get(name, {}))]
     random.Random(run_seed(c.seed, "pretrain-order")).shuffle(probs)
-    recs = seed_records(probs, c.prompt, m.useful, seed=run_seed(c.seed, "seed-records"))
+    recs = seed_records(probs, c.prompt, m.useful, seed=run_seed(c.seed, "seed-records"), practice=m.practice)
     dev = [{"question": r["prompt"], "answer": p["answer"]} for r, p in zip(recs[0:2 * m.n_dev:2], probs[:m.n_dev])]
-    tok = task_tokenizer([r["prompt"] + " " + r["completion"] for r in recs[:4000]], m.vocab_size) if m.tokenizer == "task" else None
+    sample = recs[:4000] + recs[2 * len(probs):][:1000]               # the pairs' start and some worked solutions
+    tok = task_tokenizer([r["prompt"] + " " + r["completion"] for r in sample], m.vocab_size) if m.tokenizer == "task" else None
     return recs, dev, tok
 
 def seed_model(cfg: ThoughtConfig, out_dir) -> str:
