@@ -21,15 +21,25 @@ Setup (the honest tiny version of the paper's experiment, spec section C.6):
     thought_lenbias_rho<r> the same judge with the paper's length control, for each rho of a small grid; the tuned rho is
                            the smallest one whose round-0 chosen responses are on average not longer than the rejected ones
                            (the paper's rule)
+  Since 2026-12-07 the seed model also learns *worked solutions* (`model.practice`: the scratchpad under a prompt of its
+  own, latent_lm.thought.seed_records): it can carry out a scratchpad, but under the thought prompt it mostly writes
+  filler (20% useful thought records), 5000 SFT steps. The earlier seed model (80% useful, no practice,
+  bench/results/thought_m0.md) attempted a scratchpad in most of its sampled sums thoughts, but got few of those attempts
+  right: selection then had almost no right thought to choose, and training had to teach arithmetic, not the habit of
+  thinking. The premise now measures both (sampled_attempt, sampled_correct_given_attempt).
 * Training per iteration: DPO on the best-vs-worst full outputs plus the NLL of the chosen output (alpha = 1, IRPO;
   the paper found no noticeable difference from plain DPO; with plain DPO, an earlier version of this bench saw the sums
-  accuracy of both arms fall over two iterations: thought 0.55 -> 0.49, direct 0.44 -> 0.29).
+  accuracy of both arms fall over two iterations: thought 0.55 -> 0.49, direct 0.44 -> 0.29). beta 0.5, lr 2e-4,
+  4 epochs, 160 fresh instructions per task per iteration, 4 iterations, the same for every arm. The earlier regime (beta 0.1, lr 5e-4, 3 epochs, 48 instructions, 2 iterations)
+  was changed with the seed model, after a one-round check on an earlier seed model: bench/thought_regime.py repeats that
+  check on this file's seed model and round-0 pairs (what one round of each regime, plain DPO and SFT on the chosen
+  outputs does to the sampled thoughts and the greedy accuracy; bench/results/thought_regime.md).
 * Metrics on held-out problems per task: accuracy of the greedy output (resampled on parse errors), win rate against
   M0 answering directly, thought and response lengths, the share of greedy thoughts that are the correct scratchpad.
 
-Run: python bench/thought.py --quick   (writes bench/results/thought.json, thought.md, thought.png)
-From bench/thought_m0.py's picked regime (see bench/results/thought_m0.md):
-     python bench/thought.py --quick --m0-dir --m0-seed 0 --pretrain-steps 1500 --useful 0.8 --sort-n 6
+Run: python bench/thought.py --quick --sort-n 6   (writes bench/results/thought.json, thought.md, thought.png, thought_example.png)
+With the earlier seed model, bench/thought_m0.py's pick (bench/results/thought_m0.md), and this file's training regime:
+     python bench/thought.py --quick --m0-dir --m0-seed 0 --pretrain-steps 1500 --useful 0.8 --practice 0 --sort-n 6
 """
 from __future__ import annotations
 import argparse, shlex, json, math, shutil, statistics, sys, time
@@ -53,14 +63,14 @@ CLAIM = ("After a few iterations the thinking model (Thought Preference Optimiza
 def base_config(quick: bool) -> dict:
     "The settings every arm shares (a `latent_lm.thought.run` config without run_dir, arms and judge)."
     return {
-        "rounds": 2 if quick else 4, "prompt": "generic",
-        "task": {"tasks": list(TASKS), "difficulty": TASKS, "n_train": 48 if quick else 128, "n_test": 150 if quick else 300},
+        "rounds": 4 if quick else 6, "prompt": "generic",
+        "task": {"tasks": list(TASKS), "difficulty": TASKS, "n_train": 160 if quick else 320, "n_test": 150 if quick else 300},
         "model": {"init": "tiny", "tokenizer": "task", "d_model": 64, "n_layers": 2, "n_heads": 4, "max_len": 256,
-                  "useful": 0.4, "vocab_size": 512, "pretrain_problems": 4500, "pretrain_steps": 2000 if quick else 5000,
+                  "useful": 0.2, "practice": 1.0, "vocab_size": 512, "pretrain_problems": 4500, "pretrain_steps": 5000 if quick else 8000,
                   "pretrain_lr": 3e-3, "pretrain_batch_size": 32, "target_accuracy": 1.0, "eval_every": 100000,
                   "fine_eval_from": 1.0, "n_dev": 16},
         "sampling": {"k": 8, "temperature": 0.8, "top_p": 0.95, "max_new_tokens": 96, "batch_size": 256},
-        "train": {"beta": 0.1, "alpha": 1.0, "lr": 5e-4, "epochs": 3, "batch_size": 16, "lr_schedule": "cosine", "checkpoint": False},
+        "train": {"beta": 0.5, "alpha": 1.0, "lr": 2e-4, "epochs": 4, "batch_size": 16, "lr_schedule": "cosine", "checkpoint": False},
         "eval": {"resample": 2, "temperature": 0.8, "max_new_tokens": 96},
     }
 
@@ -107,6 +117,7 @@ def premise(m0: str, cfg, n: int = 100) -> dict:
                                chat=False, seed=0)
         parsed = [(parse_output(c.text), p) for cs, p in zip(samples, test) for c in cs]
         good = [q.ok and thought_correct(q.thought, p["thought"]) for q, p in parsed]
+        attempt = [q.ok and q.thought.strip() not in GENERIC_THOUGHTS for q, _ in parsed]   # not a filler: a scratchpad tried
         right = [q.ok and check_scratch(q.response, p["answer"]) for q, p in parsed]
         o["sampled_correct_thought"] = sum(good) / len(parsed)
         o["sampled_parse_error"] = sum(not q.ok for q, _ in parsed) / len(parsed)
@@ -114,6 +125,8 @@ def premise(m0: str, cfg, n: int = 100) -> dict:
         o["sampled_accuracy_given_correct_thought"] = (sum(r for r, g in zip(right, good) if g) / sum(good)) if any(good) else None
         o["sampled_accuracy_given_other_thought"] = (sum(r for r, g in zip(right, good) if not g) / (len(good) - sum(good))
                                                      if not all(good) else None)
+        o["sampled_attempt"] = sum(attempt) / len(parsed)
+        o["sampled_correct_given_attempt"] = (sum(g for g, a in zip(good, attempt) if a) / sum(attempt)) if any(attempt) else None
         o["prompts_with_a_correct_thought"] = sum(any(good[i * 8:(i + 1) * 8]) for i in range(len(test))) / len(test)
         out[task] = o
     return out
@@ -151,18 +164,20 @@ def m0_snapshot(m0_dir: str, overrides: dict, seed: int) -> Path:
 
 
 def setting_name(overrides: dict) -> str:
-    "The name `bench/thought_m0.py` gives a seed-model setting: u<useful>_sort<numbers to sort>."
-    return f"u{overrides['useful']:g}_sort{overrides.get('sort_n', TASKS['sort']['n_numbers'])}"
+    "The name `bench/thought_m0.py` gives a seed-model setting: u<useful>_sort<numbers to sort>[_p<practice>]."
+    p = overrides.get("practice", 0)
+    return f"u{overrides['useful']:g}_sort{overrides.get('sort_n', TASKS['sort']['n_numbers'])}" + (f"_p{p:g}" if p else "")
 
 
 def parse_setting(name: str) -> dict:
-    "'u0.5_sort6' -> {'useful': 0.5, 'sort_n': 6} (the inverse of `setting_name`)."
+    "'u0.5_sort6' -> {'useful': 0.5, 'sort_n': 6}, 'u0.2_sort6_p1' -> {..., 'practice': 1.0} (the inverse of `setting_name`)."
     try:
-        u, s = name.split("_")
-        assert u[0] == "u" and s.startswith("sort")
-        return {"useful": float(u[1:]), "sort_n": int(s[4:])}
+        u, s, *p = name.split("_")
+        assert u[0] == "u" and s.startswith("sort") and len(p) <= 1 and (not p or p[0].startswith("p"))
+        return {"useful": float(u[1:]), "sort_n": int(s[4:]), "practice": float(p[0][1:]) if p else 0.0}
     except (ValueError, AssertionError, IndexError):
-        sys.exit(f"A seed-model setting is named like 'u0.5_sort6' (useful fraction, numbers to sort), got {name!r}.")
+        sys.exit(f"A seed-model setting is named like 'u0.5_sort6' or 'u0.2_sort6_p1' (useful fraction, numbers to sort, "
+                 f"practice fraction), got {name!r}.")
 
 
 def seed_and_premise(seed: int, quick: bool, work: str, overrides: dict | None = None, m0_dir: str | None = None,
@@ -240,6 +255,7 @@ def main():
     ap.add_argument("--work", default="/tmp/latent_lm_bench_thought")
     ap.add_argument("--pretrain-steps", type=int, default=None, help="seed-model SFT steps (default: the setting's)")
     ap.add_argument("--useful", type=float, default=None, help="share of correct scratchpads in the seed model's thought records")
+    ap.add_argument("--practice", type=float, default=None, help="share of problems with a worked-solution record in the seed model's data")
     ap.add_argument("--sort-n", type=int, default=None, help=f"numbers to sort (default {TASKS['sort']['n_numbers']})")
     ap.add_argument("--m0-dir", nargs="?", const=M0_WORK, default=None, help="take the seed models from this bench/thought_m0.py "
                     f"work folder (default {M0_WORK}): its snapshot of this setting and budget per seed, instead of training them")
@@ -255,7 +271,7 @@ def main():
     ap.add_argument("--rebuild", action="store_true", help="only redo the results file from a finished run's work folder (per_seed.json)")
     args = ap.parse_args()
     check_arms(args.arms)
-    args.overrides = {k: v for k, v in (("pretrain_steps", args.pretrain_steps), ("useful", args.useful), ("sort_n", args.sort_n), ("lr", args.lr))
+    args.overrides = {k: v for k, v in (("pretrain_steps", args.pretrain_steps), ("useful", args.useful), ("sort_n", args.sort_n), ("lr", args.lr), ("practice", args.practice))
                       if v is not None}
     if args.m0_dir:
         args.overrides = {"pretrain_steps": base_config(args.quick)["model"]["pretrain_steps"], "useful": base_config(args.quick)["model"]["useful"]} | args.overrides
@@ -362,8 +378,9 @@ def aggregate(per_seed, args, t0):
 
     # ---- premise: a correct scratchpad helps M0 on the helping tasks; M0's own thoughts are mostly not useful yet
     P = {t: {k: ms([s["premise"][t][k] for s in per_seed])[0] for k in per_seed[0]["premise"][t]} for t in HELPS}
-    premise_holds = all(P[t]["correct_scratchpad"] - P[t]["direct"] >= 0.2 and P[t]["correct_scratchpad"] - P[t]["generic_thought"] >= 0.2
-                        and P[t]["sampled_correct_thought"] < 0.5 for t in HELPS)
+    per_task = {t: bool(P[t]["correct_scratchpad"] - P[t]["direct"] >= 0.2 and P[t]["correct_scratchpad"] - P[t]["generic_thought"] >= 0.2
+                        and P[t]["sampled_correct_thought"] < 0.5 and (P[t].get("sampled_correct_given_attempt") or 0) >= 0.5) for t in HELPS}
+    premise_holds = all(per_task.values())
 
     # ---- positive control (sums, the regime built for it): some sampled thoughts are correct, the response-only judge's
     # chosen outputs carry them more often than the rejected ones, and training spreads them and raises accuracy
@@ -377,7 +394,8 @@ def aggregate(per_seed, args, t0):
           "thought_sums_accuracy_M0": arms["thought"]["sums_accuracy_M0"],
           f"thought_sums_accuracy_M{R}": arms["thought"][f"sums_accuracy_M{R}"],
           "thought_minus_direct_sums_per_seed": diffs["sums"]["per_seed"]}
-    pc_shows = (0.05 <= pc["m0_sampled_correct_thought_sums"] <= 0.5
+    pc["m0_sampled_correct_given_attempt_sums"] = P["sums"].get("sampled_correct_given_attempt")
+    pc_shows = (0.05 <= pc["m0_sampled_correct_thought_sums"] <= 0.5 and (pc["m0_sampled_correct_given_attempt_sums"] or 0) >= 0.5
                 and pc["chosen_correct_thought_round0"] - pc["rejected_correct_thought_round0"] > 0.05
                 and pc[f"greedy_correct_thought_sums_M{R}"] - pc["greedy_correct_thought_sums_M0"] > 0.1
                 and pc[f"thought_sums_accuracy_M{R}"] - pc["thought_sums_accuracy_M0"] > 0.05)
@@ -396,7 +414,7 @@ def aggregate(per_seed, args, t0):
         "claim": CLAIM,
         "command": "python bench/thought.py" + (" --quick" if args.quick else "")
                    + (f" --pretrain-steps {args.pretrain_steps}" if args.pretrain_steps else "")
-                   + (f" --useful {args.useful}" if args.useful is not None else "") + (f" --sort-n {args.sort_n}" if args.sort_n else "") + (f" --lr {args.lr:g}" if args.lr else "")
+                   + (f" --useful {args.useful}" if args.useful is not None else "") + (f" --practice {args.practice}" if args.practice is not None else "") + (f" --sort-n {args.sort_n}" if args.sort_n else "") + (f" --lr {args.lr:g}" if args.lr else "")
                    + ((" --m0-dir" + ("" if args.m0_dir == M0_WORK else f" {args.m0_dir}")) if args.m0_dir else "")
                    + (f" --m0-seed {args.m0_seed}" if args.m0_seed is not None else "") + (" --m0-per-seed" if getattr(args, "m0_per_seed", False) else "") + (f" --deadline {args.deadline}" if args.deadline else "") + (f" --workers {args.workers} --arm-workers {args.arm_workers}") + (f" --tag {args.tag}" if args.tag else "") + (" --resume" if args.resume else "") + (f" --note {shlex.quote(args.note)}" if getattr(args, "note", "") else ""),
         "setup": {"tasks": base["task"]["difficulty"], "helping_tasks": list(HELPS), "control_task": CONTROL, "config": base,
@@ -406,10 +424,12 @@ def aggregate(per_seed, args, t0):
         "premise": {"what": "Per helping task, M0's greedy accuracy answering directly, after a forced correct scratchpad and "
                             "after a forced generic thought; and the share of its sampled thoughts (thought prompt, K=8, T=0.8) "
                             "that are the correct scratchpad. Holds if on sums and sort the correct scratchpad beats direct and "
-                            "generic by >= 0.2 and fewer than half of the sampled thoughts are correct (they are not useful yet).",
-                    "numbers": P, "holds": bool(premise_holds)},
+                            "generic by >= 0.2, fewer than half of the sampled thoughts are correct (they are not useful yet), "
+                            "and at least half of the sampled thoughts that attempt a scratchpad (are not a generic filler) are "
+                            "right (the model can think; it mostly does not).",
+                    "numbers": P, "holds": bool(premise_holds), "holds_per_task": per_task},
         "positive_control": {"what": "On sums, the regime built for it: M0 samples the correct scratchpad sometimes (5-50% of "
-                                     "samples); the judge sees only responses, yet the chosen outputs of round 0 must carry the "
+                                     "samples) and gets at least half of its attempted scratchpads right; the judge sees only responses, yet the chosen outputs of round 0 must carry the "
                                      "correct scratchpad more often than the rejected ones (by > 0.05), and training must raise "
                                      "the share of greedy thoughts that are correct (by > 0.1) and the sums accuracy (by > 0.05), "
                                      "if pairs are built and trained right.",
@@ -443,7 +463,14 @@ def aggregate(per_seed, args, t0):
         res["notes"] += f" Past the --deadline, left out: seeds {lo['seeds']}, arms {lo['arms']} (not finished on every kept seed)."
     name = "thought" + (f"_{args.tag}" if args.tag else "")
     figure(arms, R, name)
-    write_results(name, res, markdown(res, R).replace("(thought.png)", f"({name}.png)"))
+    md = markdown(res, R).replace("(thought.png)", f"({name}.png)")
+    ex = example_figure(Path(args.work) / f"seed{per_seed[0]['seed']}" / "thought", name)
+    if ex:
+        res["example"] = ex
+        md += (f"\n\nOne test problem of each helping task through the iterations of the thinking arm (seed {per_seed[0]['seed']}; "
+               "the first test problem whose greedy answer is wrong at M0 and right at the last model, else the first): "
+               + "; ".join(f"{t}: test problem {v['index']}" + ("" if v["changed"] else " (none changed from wrong to right)") for t, v in ex.items()) + f"\n\n![example]({name}_example.png)")
+    write_results(name, res, md)
     print(markdown(res, R))
 
 
@@ -458,6 +485,9 @@ def notes(res, R) -> str:
         f"{P[task]['generic_thought']:.2f} after a generic thought; {P[task]['sampled_correct_thought']:.1%} of its sampled thoughts "
         f"are the correct scratchpad ({P[task]['prompts_with_a_correct_thought']:.0%} of prompts have at least one among K=8)"
         for task in HELPS) + ". "
+    by = lambda arm, task: " -> ".join(f"{x:.2f}" for x in a[arm]["by_iteration"][task]["accuracy"])
+    t += (f"Greedy sums accuracy by iteration (mean over seeds): thinking {by('thought', 'sums')}, direct {by('direct', 'sums')}; "
+          f"sort: thinking {by('thought', 'sort')}, direct {by('direct', 'sort')}. ")
     pc = res["positive_control"]["numbers"]
     t += (f"Selection by the response-only judge (sums, round 0): chosen outputs hold the correct scratchpad "
           f"{pc['chosen_correct_thought_round0']:.2f} of the time, rejected {pc['rejected_correct_thought_round0']:.2f}; the greedy "
@@ -476,7 +506,8 @@ def notes(res, R) -> str:
     t += (f"Both arms train each iteration with DPO plus the NLL of the chosen output (alpha = {res['setup']['config']['train']['alpha']:g}, "
           "IRPO; the paper reports no noticeable difference from plain DPO). ")
     t += (f"Scale: a from-scratch model (d_model {m['d_model']}, {m['n_layers']} layers, {m['pretrain_steps']} SFT steps, "
-          f"{m['useful']:.0%} correct scratchpads among its thought records), {res['setup']['config']['task']['n_train']} instructions "
+          f"{m['useful']:.0%} correct scratchpads among its thought records, a worked-solution record for {m.get('practice', 0):.0%} of "
+          f"its scratchpad problems), {res['setup']['config']['task']['n_train']} instructions "
           "per task per iteration; the paper's effect (general instructions, 8B model, 5,000 prompts, ArmoRM judge) is not what "
           "is measured here, only the mechanism: whether judging responses alone can teach a model to think usefully where "
           "thinking helps, and not where it cannot.")
@@ -496,7 +527,8 @@ def markdown(res, R) -> str:
             lines.append(f"| {arm} | {task} | {v[f'{task}_accuracy_M0']:.3f} | {v[f'{task}_accuracy_M{R}']:.3f} ± "
                          f"{v[f'{task}_accuracy_M{R}_std']:.3f} | {v[f'{task}_correct_thought_M0']:.3f} | "
                          f"{v[f'{task}_correct_thought_M{R}']:.3f} | {v[f'{task}_thought_length_M{R}']:.1f} | {v[f'{task}_response_length_M{R}']:.1f} |")
-    lines += ["", f"**Premise** (holds: {res['premise']['holds']}): {res['premise']['what']}", "",
+    lines += ["", f"**Premise** (holds: {res['premise']['holds']}; per task: "
+              + ", ".join(f"{t} {v}" for t, v in res['premise'].get('holds_per_task', {}).items()) + f"): {res['premise']['what']}", "",
               "```", json.dumps(res["premise"]["numbers"], indent=1), "```", "",
               f"**Positive control** (shows: {res['positive_control']['shows']}): {res['positive_control']['what']}", "",
               "```", json.dumps(res["positive_control"]["numbers"], indent=1), "```", "",
@@ -510,6 +542,32 @@ def markdown(res, R) -> str:
         f"{t} mean {v['mean']:+.3f} (std {v['std']:.3f}, per seed {', '.join(f'{x:+.2f}' for x in v['per_seed'])})"
         for t, v in res["differences"].items()), "", f"**Notes.** {res['notes']}", "", "![by iteration](thought.png)"]
     return "\n".join(lines)
+
+
+def pick_example(run_dir: Path, task: str) -> dict:
+    "The first `task` test problem whose greedy answer is wrong at M0 and right at the arm's last model (else the first one)."
+    from latent_lm.core import read_jsonl
+    from latent_lm.thought.app import example_rows
+    n = sum(r["task"] == task for r in read_jsonl(Path(run_dir) / "thought" / "eval" / "m0.jsonl"))
+    rows = [example_rows(run_dir, "thought", task, i) for i in range(n)]
+    i = next((i for i, r in enumerate(rows) if not r[0]["correct"] and r[-1]["correct"]), 0)
+    return {"index": i, "key": rows[i][0]["key"], "changed": bool(not rows[i][0]["correct"] and rows[i][-1]["correct"])}
+
+
+def example_figure(run_dir: Path, name: str) -> dict | None:
+    """bench/results/<name>_example.png: per helping task, one test problem's greedy thought and response at every model of
+    the thinking arm (`latent_lm.thought.app.plot_example`). None when the run folder is gone."""
+    if not (run_dir / "thought" / "eval").exists(): return None
+    import matplotlib; matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from latent_lm.thought.app import plot_example
+    out = {}
+    fig, axes = plt.subplots(len(HELPS), 1, figsize=(10, 2.2 * len(HELPS) + 0.6))
+    for task, ax in zip(HELPS, axes):
+        out[task] = pick_example(run_dir, task)
+        plot_example(run_dir, "thought", task, out[task]["index"], ax)
+    fig.tight_layout(); fig.savefig(ROOT / "bench" / "results" / f"{name}_example.png", dpi=110); plt.close(fig)
+    return out
 
 
 def figure(arms, R, name="thought"):

@@ -22,6 +22,12 @@ Each seed's own M0 is its smallest qualifying budget of the picked setting (`pic
 varies with the seed.
 
 Run: python bench/thought_m0.py --settings u0.5_sort6 u0.8_sort6 --budgets 1500 2500 3500 4500
+
+Superseded (2026-12-07): the M0 this search picked (u0.8_sort6, 1500 steps) attempted a scratchpad in 94% of its sampled
+sums thoughts, but only 14% of those attempts were right, so its low share of correct thoughts measured a missing skill,
+not a missing habit, and the rule above did not tell the two apart. `bench/thought.py` now trains its own seed models with
+worked-solution records (`model.practice`, setting names like u0.2_sort6_p1 here) and reports the share of attempted
+scratchpads and how many of them are right in its premise. This file's results are kept as the record of that search.
 """
 from __future__ import annotations
 import argparse, json, sys, time
@@ -182,12 +188,14 @@ def markdown(res) -> str:
          f"Command (reproduces every row): `{res['command']}`", "",
          "Invocations that wrote this file, in order: " + "; ".join(f"`{c}`" for c in res["commands"]), "",
          "| setting | seed | steps | sums direct | sums correct scratchpad | sums generic | sums sampled correct thought | "
-         "sort direct | sort correct scratchpad | sort generic | sort sampled correct thought | premise | in window | qualifies |",
-         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+         "sums sampled attempts (right) | sort direct | sort correct scratchpad | sort generic | sort sampled correct thought | premise | in window | qualifies |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    att = lambda x: (f"{x['sampled_attempt']:.2f} ({x['sampled_correct_given_attempt']:.2f})" if x.get("sampled_correct_given_attempt") is not None
+                     else "not measured")
     for r in res["probes"]:
         s, o = r["premise"]["sums"], r["premise"]["sort"]
         L.append(f"| {r['setting']} | {r['seed']} | {r['steps']} | {s['direct']:.2f} | {s['correct_scratchpad']:.2f} | "
-                 f"{s['generic_thought']:.2f} | {s['sampled_correct_thought']:.3f} | {o['direct']:.2f} | {o['correct_scratchpad']:.2f} | "
+                 f"{s['generic_thought']:.2f} | {s['sampled_correct_thought']:.3f} | {att(s)} | {o['direct']:.2f} | {o['correct_scratchpad']:.2f} | "
                  f"{o['generic_thought']:.2f} | {o['sampled_correct_thought']:.3f} | {r['premise_holds']} | {r['sums_share_in_range']} | {r['qualifies']} |")
     L += ["", f"**Picked:** {res['picked']}; per seed (steps): {res.get('picked_per_seed')}", "",
           f"**Premise** (holds: {res['premise']['holds']}): {res['premise']['what']} `{json.dumps(res['premise']['numbers'])}`", "",

@@ -363,8 +363,43 @@ def test_m0_rule_smallest_budget_then_setting_order(m0_bench):
 def test_bench_settings_from_a_setting_name(m0_bench):
     T = m0_bench.T
     o = T.parse_setting("u0.8_sort6")
-    assert o == {"useful": 0.8, "sort_n": 6} and T.setting_name(o) == "u0.8_sort6"
+    assert o == {"useful": 0.8, "sort_n": 6, "practice": 0.0} and T.setting_name(o) == "u0.8_sort6"
     s = T.settings(True, o | {"lr": 1e-4})
     assert s["task"]["difficulty"]["sort"]["n_numbers"] == 6 and s["model"]["useful"] == 0.8 and s["train"]["lr"] == 1e-4
+    assert s["model"]["practice"] == 0.0                                                   # the earlier search's seed models
     assert s["sampling"]["max_new_tokens"] == s["eval"]["max_new_tokens"] == 128   # sort of 6 in the thought format needs > 96
     assert T.base_config(True)["task"]["difficulty"]["sort"]["n_numbers"] == 4            # the default is untouched
+
+
+# ---- bench/thought.py: seed-model setting names and the example it shows (picked by a stated rule, not by hand)
+def test_setting_names_round_trip(m0_bench):
+    bench = m0_bench.T
+    for o in ({"useful": 0.8, "sort_n": 6}, {"useful": 0.2, "sort_n": 6, "practice": 1.0}, {"useful": 0.25, "sort_n": 4, "practice": 0.5}):
+        name = bench.setting_name(o)
+        assert bench.parse_setting(name) == {"practice": 0.0, **o}
+    assert bench.setting_name({"useful": 0.8, "sort_n": 6}) == "u0.8_sort6"      # the names of the earlier search are unchanged
+    with pytest.raises(SystemExit, match="u0.2_sort6_p1"):
+        bench.parse_setting("u0.2_sort6_x1")
+
+
+def test_seed_model_practices_and_mostly_writes_filler(m0_bench):
+    bench = m0_bench.T
+    m = bench.base_config(True)["model"]
+    assert m["practice"] > 0 and m["useful"] < 0.5
+
+
+def _write_eval(run_dir, table):
+    "table: {model index: [(task, key, correct), ...]} as the thinking arm's eval files."
+    d = Path(run_dir) / "thought" / "eval"; d.mkdir(parents=True)
+    for k, rows in table.items():
+        (d / f"m{k}.jsonl").write_text("".join(json.dumps({"key": key, "task": t, "thought": "", "response": "#### 1", "correct": c}) + "\n"
+                                               for t, key, c in rows))
+
+
+def test_pick_example_is_the_first_wrong_to_right(m0_bench, tmp_path):
+    bench = m0_bench.T
+    _write_eval(tmp_path / "a", {0: [("sums", "s0", True), ("sort", "o0", False), ("sums", "s1", False), ("sums", "s2", False)],
+                                 1: [("sums", "s0", True), ("sort", "o0", False), ("sums", "s1", False), ("sums", "s2", True)],
+                                 2: [("sums", "s0", False), ("sort", "o0", False), ("sums", "s1", True), ("sums", "s2", True)]})
+    assert bench.pick_example(tmp_path / "a", "sums") == {"index": 1, "key": "s1", "changed": True}   # M0 wrong, M2 right
+    assert bench.pick_example(tmp_path / "a", "sort") == {"index": 0, "key": "o0", "changed": False}  # none changed: the first
