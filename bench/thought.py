@@ -196,12 +196,35 @@ def seed_and_premise(seed: int, quick: bool, work: str, overrides: dict | None =
             sys.exit(f"No seed model at {m0}: train it with bench/thought_m0.py --work {m0_dir} --settings "
                      f"{setting_name(overrides)} --budgets {overrides['pretrain_steps']} --seeds {ms}")
     else:
-        m0 = seed_model(cfg0, sdir / "init_model")
+        m0 = trained_seed_model(cfg0, sdir)
     probe = Path(m0) / "probe.json"           # bench/thought_m0.py measured this snapshot with `premise` already
     out = {"seed": seed, "m0": m0, "m0_seconds": time.time() - t0,
            "premise": json.loads(probe.read_text())["premise"] if m0_dir and probe.exists() else premise(m0, cfg0)}
     print(f"seed {seed} M0 ({out['m0_seconds']:.0f} s): " + json.dumps(out["premise"]), file=sys.stderr, flush=True)
     return out
+
+
+def seed_model_settings(cfg) -> dict:
+    "What a seed model trained in the work folder depends on: its model section, the tasks, the prompt and the seeds."
+    from dataclasses import asdict
+    return json.loads(json.dumps({"model": asdict(cfg.model), "tasks": cfg.task.tasks, "difficulty": cfg.task.difficulty,
+                                  "task_seed": cfg.task.seed, "seed": cfg.seed, "prompt": cfg.prompt}))
+
+
+def trained_seed_model(cfg, sdir: Path) -> str:
+    """The seed model of `sdir` (trained once; a finished one is reused only if it was trained with the same settings,
+    recorded beside it, so that a `--resume` after a settings change stops instead of comparing arms of another M0)."""
+    from latent_lm.core import atomic_write_json
+    from latent_lm.thought.run import seed_model
+    out, stamp, want = sdir / "init_model", sdir / "init_model_settings.json", seed_model_settings(cfg)
+    if (out / "latent_lm_done.json").exists():
+        have = json.loads(stamp.read_text()) if stamp.exists() else None
+        if have != want:
+            sys.exit(f"The seed model in {out} was trained with other settings than this command's (or before they were "
+                     f"recorded); remove {sdir} or run without --resume (a fresh work folder).")
+    m0 = seed_model(cfg, out)
+    atomic_write_json(stamp, want)
+    return m0
 
 
 def run_arm(seed: int, name: str, quick: bool, work: str, m0: str, overrides: dict | None = None, deadline: float | None = None) -> dict | None:

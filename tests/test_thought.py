@@ -403,3 +403,19 @@ def test_pick_example_is_the_first_wrong_to_right(m0_bench, tmp_path):
                                  2: [("sums", "s0", False), ("sort", "o0", False), ("sums", "s1", True), ("sums", "s2", True)]})
     assert bench.pick_example(tmp_path / "a", "sums") == {"index": 1, "key": "s1", "changed": True}   # M0 wrong, M2 right
     assert bench.pick_example(tmp_path / "a", "sort") == {"index": 0, "key": "o0", "changed": False}  # none changed: the first
+
+
+def test_bench_reuses_a_seed_model_only_with_its_settings(m0_bench, tmp_path):
+    bench = m0_bench.T
+    from latent_lm.core import atomic_write_json
+    s = bench.settings(True, {"sort_n": 6, "pretrain_problems": 30})
+    cfg = load_config({**s, "seed": 0, "run_dir": str(tmp_path / "cfg")})
+    sdir = tmp_path / "seed0"
+    atomic_write_json(sdir / "init_model" / "latent_lm_done.json", {"steps": 1})     # a finished seed model, as seed_model leaves it
+    with pytest.raises(SystemExit, match="trained with other settings"):          # made before settings were recorded
+        bench.trained_seed_model(cfg, sdir)
+    atomic_write_json(sdir / "init_model_settings.json", bench.seed_model_settings(cfg))
+    assert bench.trained_seed_model(cfg, sdir) == str(sdir / "init_model")        # same settings: reused, not trained again
+    other = load_config({**s, "seed": 0, "run_dir": str(tmp_path / "cfg"), "model": {**s["model"], "practice": 0.5}})
+    with pytest.raises(SystemExit, match="trained with other settings"):
+        bench.trained_seed_model(other, sdir)
