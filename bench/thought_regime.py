@@ -58,6 +58,15 @@ def measure(path: str, tests: dict, k: int = 4) -> dict:
     return out
 
 
+def run_config(cfg) -> dict:
+    "The config of the bench/thought.py run whose seed model and pairs are used, without this machine's paths."
+    from dataclasses import asdict
+    c = asdict(cfg)
+    c.pop("run_dir", None)
+    c["model"]["init"] = "the run's seed model (seed<s>/init_model)"
+    return c
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--work", default="/tmp/latent_lm_bench_thought", help="a finished bench/thought.py work folder")
@@ -118,7 +127,7 @@ def main():
         "claim": CLAIM, "command": "python bench/thought_regime.py" + (f" --seed {args.seed}" if args.seed else ""),
         "setup": {"regimes": {k: {"kind": v[0], **v[1]} for k, v in REGIMES.items()}, "seed": args.seed, "n_test": args.n_test,
                   "n_pairs": len(pairs), "seed_model": "bench/thought.py's seed model of this seed (work folder seed<s>/init_model)",
-                  "pairs": "the thinking arm's round-0 pairs of that run", "bench_config": T.base_config(True),
+                  "pairs": "the thinking arm's round-0 pairs of that run", "run_config": run_config(cfg),
                   "wall_seconds": round(time.time() - t0, 1), "machine": machine_info()},
         "arms": arms, "verdict": verdict,
         "premise": {"what": "The round's pairs carry the signal: their chosen outputs hold the correct sums scratchpad more "
