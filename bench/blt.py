@@ -35,7 +35,11 @@ Verdict rule: see CLAIM below (computed by `verdict`, never hard-coded).
 
 Interrupting is safe: every finished job (arm x seed) is a JSON file in the work folder and is not run again
 (`--fresh` starts over); in the full and decisive modes a job also saves its training state every 100 steps and a rerun
-goes on from there, so the decisive run can be spread over several sittings with the same `--work` folder. Run: nice python bench/blt.py --quick   (writes bench/results/blt.json, blt.md, blt_*.png)
+goes on from there, so the decisive run can be spread over several sittings with the same `--work` folder. A machine that
+does not keep the work folder between sittings loses only the jobs in progress: in the full and decisive modes every
+finished job's result is also kept in the repository (`--store`, default bench/runs/blt_<mode>), and a run on any machine
+starts from the jobs kept there (results made with other settings or other prepared data are refused).
+Run: nice python bench/blt.py --quick   (writes bench/results/blt.json, blt.md, blt_*.png)
 """
 from __future__ import annotations
 import argparse, json, math, os, random, shutil, statistics, subprocess, sys, tempfile, time
@@ -721,12 +725,18 @@ def run_generation(cfg: dict, prep: dict, work: Path, wait_s: float = 3600) -> d
     from latent_lm.blt.model import BLT
     from latent_lm.blt.patching import Patcher
     from latent_lm.blt.generate import generation_speed
+    ps = min(cfg["patch_sizes"], key=lambda p: abs(p - 4))
+    src = f"{arm_name('entropy', ps)}:{cfg['seeds'][0]}"                  # the job that saves gen_model
+    if not gen_model_ready(work) and result_path(work, src).exists():
+        # that job finished in an earlier sitting (its result came from the store) and this machine lacks its weights:
+        # train it again (same seed, same data order, so the same model); its result is already kept
+        print(f"[blt bench] generation: {src} was trained in an earlier sitting; training it again for its weights", flush=True)
+        run_job(src, cfg, prep, work)
     t_end = time.time() + wait_s
-    while not (work / "gen_model" / "config.json").exists():           # written by the entropy_ps4 seed-0 job
+    while not gen_model_ready(work):                                    # written by the entropy_ps4 seed-0 job (another worker)
         if time.time() > t_end: raise RuntimeError("the model for the generation benchmark never appeared")
         time.sleep(2)
     model, em = BLT.from_pretrained(work / "gen_model"), _entropy_model(work)
-    ps = min(cfg["patch_sizes"], key=lambda p: abs(p - 4))
     P = Patcher(**prep["patchers"][arm_name("entropy", ps)])
     prompt = prep["robust_texts"][0].encode("utf-8")[:cfg["gen_prompt_bytes"]]
     prompt = prompt.decode("utf-8", errors="ignore").encode("utf-8")
@@ -752,27 +762,91 @@ def run_job(job: str, cfg: dict, prep: dict, work: Path) -> dict:
 def result_path(work: Path, job: str) -> Path: return Path(work) / "results" / (job.replace(":", "__s") + ".json")
 
 
+def gen_model_ready(work: Path) -> bool: return (Path(work) / "gen_model" / "config.json").exists()
+
+
+def next_job(work: Path, cfg: dict, claims: Path) -> str | None:
+    """The next unfinished job this worker claims (an O_EXCL claim file per job and run), or None when none is left.
+    The generation job needs the entropy_ps4 seed-0 model (`gen_model`, saved by that job): it is taken as soon as that model
+    is there, and before it only when it is the last job left (then it trains that model again itself; see run_generation)."""
+    def claim(job):
+        try: os.close(os.open(claims / job.replace(":", "__s"), os.O_CREAT | os.O_EXCL | os.O_WRONLY)); return True
+        except FileExistsError: return False
+    open_jobs = [j for j in jobs_for(cfg) if not result_path(work, j).exists()]
+    gen = [j for j in open_jobs if j.startswith("generation:")]
+    if gen and gen_model_ready(work) and claim(gen[0]): return gen[0]
+    for job in open_jobs:
+        if job in gen: continue
+        if claim(job): return job
+    if gen and claim(gen[0]): return gen[0]
+    return None
+
+
 def worker(work: Path, run_id: str, wid: int):
-    "Claim unfinished jobs one at a time (an O_EXCL claim file per job and run) and write each result atomically."
+    "Claim unfinished jobs one at a time and write each result atomically (into the work folder and the store, if any)."
     from latent_lm.core import atomic_write_json
     torch.set_num_threads(1)
     work = Path(work)
     cfg = json.loads((work / "config.json").read_text())
     prep = json.loads((work / "prep.json").read_text())
     claims = work / f"claims_{run_id}"; claims.mkdir(parents=True, exist_ok=True)
-    for job in jobs_for(cfg):
-        if result_path(work, job).exists(): continue
-        try: os.close(os.open(claims / job.replace(":", "__s"), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        except FileExistsError: continue
+    store = json.loads((work / "store.json").read_text()).get("store") if (work / "store.json").exists() else None
+    while (job := next_job(work, cfg, claims)) is not None:
         t = time.time()
         print(f"[worker {wid}] {job} ...", flush=True)
         res = run_job(job, cfg, prep, work)
         res["job_seconds"] = round(time.time() - t, 1)
         atomic_write_json(result_path(work, job), res)
+        if store: atomic_write_json(result_path(store, job), res)       # kept in the repository: a later sitting reuses it
         arm_, seed_ = job.rsplit(":", 1)
         ckpt_path(work, arm_, int(seed_)).unlink(missing_ok=True)     # the result is kept; its training state is not needed
         msg = f"bpb {res['bpb']:.4f}" if "bpb" in res else ", ".join(f"{n}B: x{r['speedup_cached_vs_recompute']:.1f}" for n, r in res["by_length"].items())
         print(f"[worker {wid}] {job} done in {res['job_seconds']:.0f}s: {msg}", flush=True)
+
+
+# ------------------------------------------------------------------------------------------------------------- the store
+# The decisive run takes ~13 CPU-hours on 2 cores, longer than a sitting, and a machine may not keep its work folder from one
+# sitting to the next. The store is a folder in the repository (bench/runs/blt_<mode>) that keeps every finished job's result
+# (a small JSON file; no weights), with the settings and the fingerprint of the prepared data they were made with. A run
+# copies the store's results into its work folder before it starts, so finished jobs are not run again on another machine,
+# and adds every job it finishes; the report is written once every job is there. Results made with other settings, or on
+# prepared data that differs (patchers, BPE baseline, streams), are refused, not mixed.
+def prep_fingerprint(prep: dict) -> dict:
+    "What of the prepared data a job's result depends on, with floats to 6 significant digits (the same on any machine)."
+    r = lambda v: float(f"{v:.6g}") if isinstance(v, float) else {k: r(x) for k, x in v.items()} if isinstance(v, dict) else v
+    return {"patchers": r(prep["patchers"]), "targets": r(prep["targets"]), "blt_params": prep["blt_params"],
+            "bpe": {k: prep["bpe"][k] for k in ("d_model", "n_layers", "vocab_size", "n_ctx_tokens") if k in prep["bpe"]},
+            "train_stream_bytes": prep["train_stream_bytes"], "heldout_stream_bytes": prep["heldout_stream_bytes"],
+            "robust_docs": prep["robust_docs"]}
+
+
+def settings_key(cfg: dict) -> dict:
+    "The settings a result depends on (not the number of workers, the device or the store)."
+    return {k: v for k, v in json.loads(json.dumps(cfg)).items() if k not in ("workers", "device")}
+
+
+def open_store(store: Path, cfg: dict, prep: dict, work: Path) -> int:
+    """Check that `store` was made with these settings and this prepared data (or start it), copy its results into `work`,
+    record the store in `work` for the workers, and return how many results were copied."""
+    from latent_lm.core import atomic_write_json
+    store = Path(store); store.mkdir(parents=True, exist_ok=True)
+    meta = {"settings": settings_key(cfg), "prep_fingerprint": prep_fingerprint(prep)}
+    mf = store / "store.json"
+    if mf.exists():
+        old = json.loads(mf.read_text())
+        for what, label in (("settings", "settings"), ("prep_fingerprint", "prepared data (patchers, BPE baseline or streams)")):
+            if old[what] != json.loads(json.dumps(meta[what])):
+                diff = sorted(k for k in set(old[what]) | set(meta[what]) if old[what].get(k) != json.loads(json.dumps(meta[what])).get(k))
+                raise SystemExit(f"the store {store} holds results made with other {label} (they differ in: {', '.join(diff)}); "
+                                 "give another --store folder, or --store none to keep results in the work folder only")
+    else: atomic_write_json(mf, {**meta, "about": "finished jobs of `python bench/blt.py` (see the store section of bench/blt.py)"})
+    n = 0
+    for f in sorted((store / "results").glob("*.json")) if (store / "results").is_dir() else []:
+        dst = work / "results" / f.name
+        if not dst.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True); shutil.copyfile(f, dst); n += 1
+    atomic_write_json(work / "store.json", {"store": str(store)})
+    return n
 
 
 # ------------------------------------------------------------------------------------------------------------- summary
@@ -1196,10 +1270,9 @@ def refuse_other_settings(work: Path, cfg: dict):
     "Stop when `work` holds runs (results or checkpoints) made with other settings: they would be reused as if made with these."
     f = Path(work) / "config.json"
     if not f.exists(): return
-    key = lambda c: {k: v for k, v in c.items() if k not in ("workers", "device")}
-    old = json.loads(f.read_text())
-    if key(old) != key(json.loads(json.dumps(cfg))):
-        diff = sorted(k for k in set(key(old)) | set(key(cfg)) if old.get(k) != json.loads(json.dumps(cfg)).get(k))
+    old, new = settings_key(json.loads(f.read_text())), settings_key(cfg)
+    if old != new:
+        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         raise SystemExit(f"{work} holds runs made with other settings (they differ in: {', '.join(diff)}); give another --work "
                          "folder, or --fresh to delete this one")
 
@@ -1212,9 +1285,12 @@ def main(argv=None):
     g.add_argument("--smoke", action="store_true", help="seconds; for tests")
     g.add_argument("--decisive", action="store_true", help="the decisive run's settings (hours; see MODES)")
     ap.add_argument("--work", help="work folder for cached prep and per-job results (default: $TMPDIR/latent_lm_bench/blt_<mode>_<hash>)")
-    ap.add_argument("--out", default=str(RESULTS), help="where blt.json, blt.md and the figures go")
+    ap.add_argument("--out", default=None, help="where blt.json, blt.md and the figures go (default: bench/results once every job "
+                    "has finished; the work folder's report/ while some are missing, so a partial run does not replace the results)")
     ap.add_argument("--workers", type=int, help="parallel single-thread worker processes (default: the mode's)")
     ap.add_argument("--fresh", action="store_true", help="delete the work folder first")
+    ap.add_argument("--store", default=None, help="folder that keeps every finished job's result across sittings and machines "
+                    "(default: bench/runs/blt_<mode> for --full and --decisive, none otherwise; 'none' to keep results in the work folder only)")
     ap.add_argument("--device", default="cpu", help="where the training jobs run: cpu (default) or cuda; the entropy model, patching, "
                     "the generation job and the speed section stay on CPU. The work folder does not depend on it, so a run begun "
                     "on one device can be finished on another; each job records its device")
@@ -1254,6 +1330,11 @@ def main(argv=None):
     one, allp, n_all = measure_peaks()
     peaks = {"loadavg": list(os.getloadavg()), "one_start": one, "all_start": allp, "threads": n_all}
     prep = prepare(cfg, work, log=lambda m: print(m, flush=True))
+    store = a.store if a.store is not None else (str(ROOT / "bench" / "runs" / f"blt_{mode}") if mode in ("full", "decisive") else "none")
+    if store != "none":
+        n = open_store(Path(store), cfg, prep, work)
+        print(f"[blt bench] store {store}: {n} finished jobs copied into the work folder", flush=True)
+    else: (work / "store.json").unlink(missing_ok=True)
     jobs = jobs_for(cfg)
     todo = [j for j in jobs if not result_path(work, j).exists()] if not (a.report_only or a.speed) else []
     print(f"[blt bench] {len(jobs) - len(todo)} of {len(jobs)} jobs already done; {len(todo)} to run on {cfg['workers']} workers", flush=True)
@@ -1310,7 +1391,9 @@ def main(argv=None):
         res["setup"]["jobs_missing"] = missing
         res["notes"] = (f"PARTIAL RESULTS: {len(done)} of {len(jobs)} jobs finished ({', '.join(missing)} did not run); the verdict "
                         "is computed from the arms that finished. " + res["notes"])
-    out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
+    out = Path(a.out) if a.out else (work / "report" if missing else RESULTS)
+    if missing and not a.out: print(f"[blt bench] {len(missing)} jobs missing: the partial report goes to {out}, not {RESULTS}", flush=True)
+    out.mkdir(parents=True, exist_ok=True)
     res["setup"]["figures"] = plot(res, out)
     res["setup"]["figures"] = [str(Path(f).relative_to(ROOT)) if str(f).startswith(str(ROOT)) else f for f in res["setup"]["figures"]]
     write_results("blt", res, render_md(res), out)

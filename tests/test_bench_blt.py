@@ -164,3 +164,83 @@ def test_work_folder_of_other_settings_is_refused(bench, tmp_path):
     bench.refuse_other_settings(tmp_path, cfg)                          # workers and device do not change results
     (tmp_path / "config.json").write_text(json.dumps({**cfg, "steps": cfg["steps"] + 1}))
     with pytest.raises(SystemExit, match="differ in: steps"): bench.refuse_other_settings(tmp_path, cfg)
+
+
+def _smoke_prep(bench, work):
+    cfg = json.loads(json.dumps(bench.MODES["smoke"]))
+    cfg.update(steps=2, train_bytes=30_000, ngram_bytes=30_000, heldout_bytes=1_500, robust_bytes=400)
+    return cfg, bench.prepare(cfg, work, log=lambda m: None)
+
+
+def test_store_keeps_results_across_work_folders(bench, tmp_path):
+    "A finished job kept in the store is copied into a new work folder (another sitting, another machine) and not run again."
+    cfg, prep = _smoke_prep(bench, tmp_path / "w1")
+    store = tmp_path / "store"
+    assert bench.open_store(store, cfg, prep, tmp_path / "w1") == 0
+    assert json.loads((tmp_path / "w1" / "store.json").read_text())["store"] == str(store)
+    res = {"arm": "bpe", "seed": 0, "bpb": 2.5}
+    bench.result_path(store, "bpe:0").parent.mkdir(parents=True)
+    bench.result_path(store, "bpe:0").write_text(json.dumps(res))
+    _, prep2 = _smoke_prep(bench, tmp_path / "w2")                       # the same settings prepared again elsewhere
+    assert bench.prep_fingerprint(prep2) == bench.prep_fingerprint(prep)
+    assert bench.open_store(store, cfg, prep2, tmp_path / "w2") == 1
+    assert json.loads(bench.result_path(tmp_path / "w2", "bpe:0").read_text()) == res
+    assert bench.open_store(store, cfg, prep2, tmp_path / "w2") == 0     # already there: nothing copied twice
+    # a worker's claim skips it; the other jobs are still to run
+    claims = tmp_path / "w2" / "claims"; claims.mkdir()
+    got = []
+    while (j := bench.next_job(tmp_path / "w2", cfg, claims)) is not None: got.append(j)
+    assert "bpe:0" not in got and set(got) == set(bench.jobs_for(cfg)) - {"bpe:0"}
+
+
+def test_store_refuses_other_settings_or_prepared_data(bench, tmp_path):
+    cfg, prep = _smoke_prep(bench, tmp_path / "w")
+    store = tmp_path / "store"
+    bench.open_store(store, cfg, prep, tmp_path / "w")
+    bench.open_store(store, {**cfg, "workers": 5, "device": "cuda"}, prep, tmp_path / "w")     # neither changes a result
+    with pytest.raises(SystemExit, match="other settings .*differ in: steps"):
+        bench.open_store(store, {**cfg, "steps": 3}, prep, tmp_path / "w")
+    other = json.loads(json.dumps(prep))
+    name = next(k for k, v in other["patchers"].items() if isinstance(v.get("threshold"), float))
+    other["patchers"][name]["threshold"] *= 1.01
+    with pytest.raises(SystemExit, match="other prepared data .*differ in: patchers"):
+        bench.open_store(store, cfg, other, tmp_path / "w")
+    other["patchers"][name]["threshold"] = prep["patchers"][name]["threshold"] * (1 + 1e-9)   # last-bit noise of another CPU
+    bench.open_store(store, cfg, other, tmp_path / "w")
+
+
+def test_generation_job_waits_for_its_model_unless_it_is_last(bench, tmp_path):
+    "generation:0 needs the entropy_ps4 seed-0 model: taken once that model is saved, or as the last job (it then trains it)."
+    cfg = json.loads(json.dumps(bench.MODES["smoke"]))
+    jobs = bench.jobs_for(cfg)
+    w = tmp_path / "w"; (w / "results").mkdir(parents=True)
+    def order(run):
+        c = w / f"claims_{run}"; c.mkdir()
+        out = []
+        while (j := bench.next_job(w, cfg, c)) is not None: out.append(j)
+        return out
+    assert order("a") == [j for j in jobs if not j.startswith("generation")] + ["generation:0"]
+    (w / "gen_model").mkdir(); (w / "gen_model" / "config.json").write_text("{}")
+    assert order("b")[0] == "generation:0"
+    for j in jobs[:-1]: bench.result_path(w, j).write_text("{}")
+    assert order("c") == ["generation:0"]
+    bench.result_path(w, "generation:0").write_text("{}")
+    assert order("d") == []
+
+
+def test_smoke_run_fills_the_store_and_a_new_machine_reuses_it(tmp_path):
+    "Two runs of the command in fresh work folders sharing one store: the second runs no job and reports the same arms."
+    import subprocess
+    run = lambda w: subprocess.run([sys.executable, str(ROOT / "bench" / "blt.py"), "--smoke", "--work", str(tmp_path / w),
+                                    "--store", str(tmp_path / "store"), "--out", str(tmp_path / f"out_{w}")],
+                                   capture_output=True, text=True, timeout=600)
+    r1 = run("a")
+    assert r1.returncode == 0, r1.stdout[-3000:] + r1.stderr[-3000:]
+    kept = sorted(f.name for f in (tmp_path / "store" / "results").glob("*.json"))
+    assert kept == sorted(f.name for f in (tmp_path / "a" / "results").glob("*.json")) and "generation__s0.json" in kept
+    r2 = run("b")
+    assert r2.returncode == 0, r2.stdout[-3000:] + r2.stderr[-3000:]
+    assert f"{len(kept)} finished jobs copied" in r2.stdout and f"{len(kept)} of {len(kept)} jobs already done" in r2.stdout
+    assert "[worker" not in r2.stdout
+    a, b = (json.loads((tmp_path / f"out_{w}" / "blt.json").read_text()) for w in "ab")
+    assert {k: v["bpb"] for k, v in a["arms"].items() if "bpb" in v} == {k: v["bpb"] for k, v in b["arms"].items() if "bpb" in v}
