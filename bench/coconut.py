@@ -50,7 +50,7 @@ coconut_search/; finished runs are cached under --work DIR and reused when the c
 each, 300 test graphs; writes bench/results/coconut_quick.*; at most 'partial' by the rule, since it has no ProsQA arms)
 """
 from __future__ import annotations
-import argparse, json, math, os, statistics, subprocess, sys, tempfile, time
+import argparse, json, math, os, shutil, statistics, subprocess, sys, tempfile, time
 from pathlib import Path
 
 from _common import ROOT, bench_env, machine_info, arm_stats, write_results
@@ -616,6 +616,51 @@ def plot_prosqa(res: dict, runs: list[dict], path: Path):
 
 
 # ------------------------------------------------------------------------------------------------------------- main
+# ------------------------------------------------------------------------------------------------------------- the store
+# The full run (36 runs, ~6 CPU-hours on 2 cores, more with longer ProsQA budgets) outlasts a sitting, and a machine may not
+# keep the work folder. The store (bench/runs/coconut, in the repository) keeps every finished run's result.json (the
+# numbers and the generations, no weights) under its arm and seed; a run copies into its work folder every kept result made
+# with the same mode and settings (run_settings) and adds each run it finishes. A kept result made with other settings is
+# not used (the run trains again and replaces it). The latent-search analysis and the generation timing need the weights of
+# a few seed-0 runs: where such a run came from the store, `trained_model` trains it again on this machine (same seed and
+# settings) and the results say so.
+def store_file(store: Path, arm: str, seed: int) -> Path: return Path(store) / f"{arm}_s{seed}.json"
+
+
+def import_store(store: Path, work: Path, jobs: list, mode: str) -> tuple[int, list[str]]:
+    "Copy the kept results of `jobs` made with this mode and these settings into `work`; (how many, names of stale ones)."
+    n, stale = 0, []
+    for arm, seed in jobs:
+        f, dst = store_file(store, arm, seed), Path(work) / f"{arm}_s{seed}" / "result.json"
+        if not f.exists() or dst.exists(): continue
+        r = json.loads(f.read_text())
+        if r.get("mode") != mode or r.get("settings") != run_settings(arm, mode): stale.append(f.name); continue
+        dst.parent.mkdir(parents=True, exist_ok=True); shutil.copyfile(f, dst); n += 1
+    return n, stale
+
+
+def keep_in_store(work: Path, arm: str, seed: int):
+    "After a run finished: its result.json into the store named in `work`/store.json (if any)."
+    meta = Path(work) / "store.json"
+    if not meta.exists(): return
+    from latent_lm.core import atomic_write_text
+    store = Path(json.loads(meta.read_text())["store"]); store.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(store_file(store, arm, seed), (Path(work) / f"{arm}_s{seed}" / "result.json").read_text())
+
+
+def trained_model(work: Path, arm: str, mode: str, retrained: list | None = None) -> Path:
+    """The hf_model folder of `arm`'s seed-0 run. When that run's result came from the store (no weights here), the run is
+    trained again into `<arm>_s0_weights` (same seed and settings) and its name is added to `retrained`."""
+    d = Path(work) / f"{arm}_s0" / "hf_model"
+    if (d / "coconut.json").exists() or not (Path(work) / f"{arm}_s0" / "result.json").exists(): return d
+    w = Path(work) / f"{arm}_s0_weights"
+    if not (w / "hf_model" / "coconut.json").exists():
+        print(f"{arm} seed 0 came from the store without its weights: training it again on this machine ...", flush=True)
+        w.mkdir(parents=True, exist_ok=True); run_one(arm, 0, mode, w)
+    if retrained is not None: retrained.append(f"{arm}_s0")
+    return w / "hf_model"
+
+
 def _alive(pid_file: Path) -> bool:
     "Whether the worker that wrote `pid_file` is still running (a claim without a pid file is stale)."
     try: os.kill(int(pid_file.read_text()), 0); return True
@@ -632,6 +677,8 @@ def main(argv=None):
     ap.add_argument("--timing-reps", type=int, default=3)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     ap.add_argument("--work", default=None, help="folder for the runs (default: a temporary folder); finished runs are reused")
+    ap.add_argument("--store", default=None, help="folder keeping every finished run's result across sittings and machines (default: "
+                    "bench/runs/coconut in the full mode, none otherwise; 'none' to keep runs in the work folder only)")
     ap.add_argument("--deadline", default=None, help="HH:MM (UTC): stop training at this time and report the runs that finished")
     ap.add_argument("--note", default="", help="a sentence added to the notes (e.g. how the runs were scheduled)")
     ap.add_argument("--train-only", action="store_true", help="train the missing runs into --work and stop (report later with the same --work)")
@@ -649,6 +696,7 @@ def main(argv=None):
             (work / f"{arm}_s{seed}.claim" / "pid").write_text(str(os.getpid()))
             d.mkdir(parents=True, exist_ok=True)
             run_one(arm, int(seed), a._mode, d)
+            keep_in_store(work, arm, int(seed))
             print(f"done {job}", flush=True)
         return 0
     mode = "smoke" if a.smoke else "quick" if a.quick else "full"
@@ -680,6 +728,13 @@ def main(argv=None):
     jobs += [(arm, s) for arm in arms if arm not in order + ["coconut_no_curriculum", "pause_as_thought"] and not is_prosqa(arm) for s in range(a.seeds)]
     jobs += [(arm, s) for s in range(a.prosqa_seeds) for arm in ("prosqa_cot", "prosqa_coconut", "prosqa_no_cot") if arm in arms]
     jobs += [(arm, s) for s in range(a.prosqa_seeds) for arm in PROSQA_ABLATIONS if arm in arms]
+    store = a.store if a.store is not None else (str(ROOT / "bench" / "runs" / "coconut") if mode == "full" else "none")
+    if store != "none":
+        n, stale = import_store(Path(store), work, jobs, mode)
+        from latent_lm.core import atomic_write_json
+        atomic_write_json(work / "store.json", {"store": str(store)})
+        print(f"store {store}: {n} finished runs copied into {work}" + (f"; made with other settings, so run again: {', '.join(stale)}" if stale else ""), flush=True)
+    else: (work / "store.json").unlink(missing_ok=True)
     def done(j):
         f = work / f"{j[0]}_s{j[1]}" / "result.json"
         if not f.exists(): return False
@@ -731,17 +786,18 @@ def main(argv=None):
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     print("timing ...", flush=True)
     steps = step_timing(a.timing_reps)
-    gen = generation_timing(a.timing_reps, work / "coconut_s0" / "hf_model")
+    retrained = []                                  # seed-0 runs whose weights were trained again here (their results came from the store)
+    gen = generation_timing(a.timing_reps, trained_model(work, "coconut", mode, retrained))
     search, search_pq = None, None
     src_arm, src_run = (ANALYSIS_ARM, mix_run) if mix_run is not None else ("coconut", next((r for r in runs if r["arm"] == "coconut" and r["seed"] == 0), None))
     if src_run is not None:
         print(f"latent-search analysis ({src_arm}, seed 0) ...", flush=True)
-        search = search_analysis(work / f"{src_arm}_s0" / "hf_model", out / f"{name}_search", src_arm)
+        search = search_analysis(trained_model(work, src_arm, mode, retrained), out / f"{name}_search", src_arm)
         if search: search.update(model_accuracy=src_run["acc"], model=src_arm, uniform_prob=ANALYSIS_MIX if src_arm == ANALYSIS_ARM else 0.0)
     pq_run = next((r for r in runs if r["arm"] == "prosqa_coconut" and r["seed"] == 0), None)
     if pq_run is not None and pq_run["acc"] >= PROSQA_SEARCH_MIN:      # the search pictures only mean something on a model that answers well
         print("latent-search analysis (prosqa_coconut, seed 0) ...", flush=True)
-        search_pq = search_analysis(work / "prosqa_coconut_s0" / "hf_model", out / f"{name}_prosqa_search", "prosqa_coconut")
+        search_pq = search_analysis(trained_model(work, "prosqa_coconut", mode, retrained), out / f"{name}_prosqa_search", "prosqa_coconut")
         if search_pq: search_pq.update(model_accuracy=pq_run["acc"], model="prosqa_coconut", uniform_prob=0.0)
     lang = prosqa_language_format()
     from latent_lm.coconut.analysis import reasoning_breakdown, REASONING_CLASSES
@@ -793,6 +849,8 @@ def main(argv=None):
                       "config": str(PROSQA_CONFIG.relative_to(ROOT))},
                   "machine": machine_info(threads_per_run=1),
                   "wall_s": None, "runs_reused": len(jobs) - len(todo), "deadline_utc": a.deadline,
+                  "store": None if store == "none" else (str(Path(store).resolve().relative_to(ROOT)) if str(Path(store).resolve()).startswith(str(ROOT)) else "elsewhere"),
+                  "weights_retrained_here": sorted(set(retrained)),
                   "runs_not_finished": [f"{x}_s{y}" for x, y in not_run],
                   "train_s_total": round(sum(r["train_s"] for r in runs) + (mix_run or {}).get("train_s", 0), 1),
                   "train_cpu_s_total": round(sum(r.get("train_cpu_s") or 0 for r in runs) + ((mix_run or {}).get("train_cpu_s") or 0), 1)},
@@ -814,6 +872,9 @@ def main(argv=None):
         res["notes"] += ("\n\nNot run or not finished before the deadline (" + str(a.deadline) + " UTC) on this shared machine, so not reported: "
                          + ", ".join(f"{x} seed {y}" for x, y in not_run) + ". Arms with fewer than 3 seeds: "
                          + (", ".join(f"{k} ({len(v['seeds'])})" for k, v in arms_sum.items() if len(v["seeds"]) < 3) or "none") + ".")
+    if retrained: res["notes"] += ("\n\nThe results of " + ", ".join(sorted(set(retrained))) + " came from the store (bench/runs/coconut, kept "
+                                   "by an earlier sitting); the timing and latent-search analysis used their weights trained again "
+                                   "on this machine with the same seed and settings.")
     if a.note: res["notes"] += "\n\n" + a.note
     write_results(name, res, markdown(res), out)
     plot(res, runs, out / f"{name}.png")

@@ -57,3 +57,45 @@ def test_finished_runs_are_reused_only_with_the_same_settings(bench, tmp_path, m
     cfg.write_text(bench.PROSQA_CONFIG.read_text().replace("d_model: 128", "d_model: 256"))
     monkeypatch.setattr(bench, "PROSQA_CONFIG", cfg)
     assert bench.run_settings("prosqa_cot", "full") != h
+
+
+def test_store_keeps_runs_across_work_folders(bench, tmp_path, monkeypatch):
+    "A kept result with this mode and these settings is copied into a new work folder; one made with other settings is not."
+    import json
+    store, work = tmp_path / "store", tmp_path / "work"
+    store.mkdir()
+    good = {"arm": "cot", "seed": 1, "acc": 0.9, "mode": "full", "settings": bench.run_settings("cot", "full")}
+    stale = {**good, "arm": "no_cot", "settings": "an older hash"}
+    bench.store_file(store, "cot", 1).write_text(json.dumps(good))
+    bench.store_file(store, "no_cot", 1).write_text(json.dumps(stale))
+    n, old = bench.import_store(store, work, [("cot", 1), ("no_cot", 1), ("coconut", 1)], "full")
+    assert n == 1 and old == ["no_cot_s1.json"]
+    assert json.loads((work / "cot_s1" / "result.json").read_text()) == good and not (work / "no_cot_s1").exists()
+    assert bench.import_store(store, work, [("cot", 1)], "full") == (0, [])            # already there
+    assert bench.import_store(store, tmp_path / "w2", [("cot", 1)], "quick") == (0, ["cot_s1.json"])             # other mode
+    # a finished run goes into the store named in the work folder
+    (work / "pause_s0").mkdir(); (work / "pause_s0" / "result.json").write_text('{"acc": 0.5}')
+    bench.keep_in_store(work, "pause", 0)                                               # no store.json: nothing kept
+    assert not bench.store_file(store, "pause", 0).exists()
+    (work / "store.json").write_text(json.dumps({"store": str(store)}))
+    bench.keep_in_store(work, "pause", 0)
+    assert json.loads(bench.store_file(store, "pause", 0).read_text()) == {"acc": 0.5}
+
+
+def test_weights_of_a_kept_run_are_trained_again(bench, tmp_path, monkeypatch):
+    "The analysis needs seed-0 weights: a run whose result came from the store is trained again here, once, and reported."
+    work, calls = tmp_path, []
+    def fake_run_one(arm, seed, mode, out):
+        calls.append((arm, seed, mode, out.name))
+        (out / "hf_model").mkdir(parents=True); (out / "hf_model" / "coconut.json").write_text("{}")
+    monkeypatch.setattr(bench, "run_one", fake_run_one)
+    assert bench.trained_model(work, "coconut", "full") == work / "coconut_s0" / "hf_model" and calls == []   # not run at all
+    (work / "coconut_s0").mkdir(); (work / "coconut_s0" / "result.json").write_text("{}")
+    got = []
+    assert bench.trained_model(work, "coconut", "full", got) == work / "coconut_s0_weights" / "hf_model"
+    assert calls == [("coconut", 0, "full", "coconut_s0_weights")] and got == ["coconut_s0"]
+    bench.trained_model(work, "coconut", "full", got)
+    assert len(calls) == 1                                                              # trained once
+    (work / "prosqa_coconut_s0" / "hf_model").mkdir(parents=True)                       # trained in this work folder
+    (work / "prosqa_coconut_s0" / "hf_model" / "coconut.json").write_text("{}"); (work / "prosqa_coconut_s0" / "result.json").write_text("{}")
+    assert bench.trained_model(work, "prosqa_coconut", "full") == work / "prosqa_coconut_s0" / "hf_model" and len(calls) == 1
