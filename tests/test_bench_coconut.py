@@ -99,3 +99,19 @@ def test_weights_of_a_kept_run_are_trained_again(bench, tmp_path, monkeypatch):
     (work / "prosqa_coconut_s0" / "hf_model").mkdir(parents=True)                       # trained in this work folder
     (work / "prosqa_coconut_s0" / "hf_model" / "coconut.json").write_text("{}"); (work / "prosqa_coconut_s0" / "result.json").write_text("{}")
     assert bench.trained_model(work, "prosqa_coconut", "full") == work / "prosqa_coconut_s0" / "hf_model" and len(calls) == 1
+
+
+def test_cot_curve_first_step_by_hand():
+    "bench/coconut_cot_curve.py: where a chain's first step goes, and the random-child level, on a graph checked by hand."
+    spec = importlib.util.spec_from_file_location("bench_cot_curve", ROOT / "bench" / "coconut_cot_curve.py")
+    cc = importlib.util.module_from_spec(spec); spec.loader.exec_module(cc)
+    # root Tom (0) -> a (1) -> x (3, the target); Tom -> b (2) -> y (4, the other option); Ann (5) -> a
+    rec = {"idx_to_symbol": ["Tom", "a", "b", "x", "y", "Ann"], "edges": [[0, 1], [0, 2], [1, 3], [2, 4], [5, 1]],
+           "root": 0, "target": 3, "neg_target": 4, "steps": ["s", "s"]}
+    assert cc.first_step(rec, "Tom is a a.\nEvery a is a x.\n### Tom is a x.") == "on path"
+    assert cc.first_step(rec, "Tom is a b. Every b is a y. ### Tom is a y.") == "off path"
+    assert cc.first_step(rec, "Tom is a x. ### Tom is a x.") == "not an edge"          # skips a step: no such edge
+    assert cc.first_step(rec, "Ann is a a. Every a is a x.") == "not an edge"          # an edge, but not from the root
+    assert cc.first_step(rec, "### Tom is a x.") == "no step"
+    got = cc.random_first_step([rec, {**rec, "edges": [[0, 1], [1, 3], [0, 2], [2, 3]]}])
+    assert got == {"first_step_on_path_random_child": (0.5 + 1.0) / 2, "root_children_mean": 2.0, "root_with_one_child": 0.0}
