@@ -845,6 +845,9 @@ def open_store(store: Path, cfg: dict, prep: dict, work: Path) -> int:
         dst = work / "results" / f.name
         if not dst.exists():
             dst.parent.mkdir(parents=True, exist_ok=True); shutil.copyfile(f, dst); n += 1
+    for f in sorted((work / "results").glob("*.json")) if (work / "results").is_dir() else []:   # finished here before the store
+        if not (store / "results" / f.name).exists():                                           # existed (same settings: checked)
+            (store / "results").mkdir(exist_ok=True); shutil.copyfile(f, store / "results" / f.name)
     atomic_write_json(work / "store.json", {"store": str(store)})
     return n
 

@@ -628,10 +628,16 @@ def store_file(store: Path, arm: str, seed: int) -> Path: return Path(store) / f
 
 
 def import_store(store: Path, work: Path, jobs: list, mode: str) -> tuple[int, list[str]]:
-    "Copy the kept results of `jobs` made with this mode and these settings into `work`; (how many, names of stale ones)."
+    """Copy the kept results of `jobs` made with this mode and these settings into `work`, and keep the work folder's own
+    finished runs that the store lacks; returns (how many were copied into `work`, names of stale kept results)."""
     n, stale = 0, []
     for arm, seed in jobs:
         f, dst = store_file(store, arm, seed), Path(work) / f"{arm}_s{seed}" / "result.json"
+        if dst.exists() and not f.exists():                  # finished in this work folder before the store existed
+            r = json.loads(dst.read_text())
+            if r.get("mode") == mode and r.get("settings") == run_settings(arm, mode):
+                Path(store).mkdir(parents=True, exist_ok=True); shutil.copyfile(dst, f)
+            continue
         if not f.exists() or dst.exists(): continue
         r = json.loads(f.read_text())
         if r.get("mode") != mode or r.get("settings") != run_settings(arm, mode): stale.append(f.name); continue

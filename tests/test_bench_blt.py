@@ -186,11 +186,14 @@ def test_store_keeps_results_across_work_folders(bench, tmp_path):
     assert bench.open_store(store, cfg, prep2, tmp_path / "w2") == 1
     assert json.loads(bench.result_path(tmp_path / "w2", "bpe:0").read_text()) == res
     assert bench.open_store(store, cfg, prep2, tmp_path / "w2") == 0     # already there: nothing copied twice
+    bench.result_path(tmp_path / "w2", "space_ps4:0").write_text('{"arm": "space_ps4", "seed": 0}')   # finished here only
+    bench.open_store(store, cfg, prep2, tmp_path / "w2")
+    assert json.loads(bench.result_path(store, "space_ps4:0").read_text())["arm"] == "space_ps4"       # now kept too
     # a worker's claim skips it; the other jobs are still to run
     claims = tmp_path / "w2" / "claims"; claims.mkdir()
     got = []
     while (j := bench.next_job(tmp_path / "w2", cfg, claims)) is not None: got.append(j)
-    assert "bpe:0" not in got and set(got) == set(bench.jobs_for(cfg)) - {"bpe:0"}
+    assert "bpe:0" not in got and set(got) == set(bench.jobs_for(cfg)) - {"bpe:0", "space_ps4:0"}
 
 
 def test_store_refuses_other_settings_or_prepared_data(bench, tmp_path):

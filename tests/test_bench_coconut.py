@@ -72,6 +72,10 @@ def test_store_keeps_runs_across_work_folders(bench, tmp_path, monkeypatch):
     assert n == 1 and old == ["no_cot_s1.json"]
     assert json.loads((work / "cot_s1" / "result.json").read_text()) == good and not (work / "no_cot_s1").exists()
     assert bench.import_store(store, work, [("cot", 1)], "full") == (0, [])            # already there
+    mine = {**good, "arm": "coconut"} | {"settings": bench.run_settings("coconut", "full")}
+    (work / "coconut_s2").mkdir(); (work / "coconut_s2" / "result.json").write_text(json.dumps(mine))   # finished here only
+    assert bench.import_store(store, work, [("coconut", 2)], "full") == (0, [])
+    assert json.loads(bench.store_file(store, "coconut", 2).read_text()) == mine                       # now kept too
     assert bench.import_store(store, tmp_path / "w2", [("cot", 1)], "quick") == (0, ["cot_s1.json"])             # other mode
     # a finished run goes into the store named in the work folder
     (work / "pause_s0").mkdir(); (work / "pause_s0" / "result.json").write_text('{"acc": 0.5}')
