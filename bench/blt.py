@@ -38,7 +38,9 @@ Interrupting is safe: every finished job (arm x seed) is a JSON file in the work
 goes on from there, so the decisive run can be spread over several sittings with the same `--work` folder. A machine that
 does not keep the work folder between sittings loses only the jobs in progress: in the full and decisive modes every
 finished job's result is also kept in the repository (`--store`, default bench/runs/blt_<mode>), and a run on any machine
-starts from the jobs kept there (results made with other settings or other prepared data are refused).
+starts from the jobs kept there (results made with other settings or other prepared data are refused). The speed section
+is measured while the workers train, unless the store holds one measured by `--speed` with no job running (on 2 cores the
+2-thread numbers mean something only then); `--speed` keeps its measurement in the store for the report.
 Run: nice python bench/blt.py --quick   (writes bench/results/blt.json, blt.md, blt_*.png)
 """
 from __future__ import annotations
@@ -469,7 +471,7 @@ def speed_numbers(cfg: dict, log=print) -> dict:
     from latent_lm.blt.model import BLT, BLTConfig, byte_loss_sums, flops_per_byte
     from latent_lm.train import adamw
     sp = cfg["speed"]
-    out = {"configs": {}}
+    out = {"configs": {}, "loadavg_before": list(os.getloadavg()), "cpu_count": os.cpu_count()}
     for name, mcfg, T, B, n_steps in (("tiny", cfg["model"], cfg["seq_len"], cfg["batch_size"], sp["tiny_steps"]),
                                        ("mid", sp.get("mid_model", SPEED_MID), sp["mid_seq_len"], sp["mid_batch_size"], sp["mid_steps"])):
         torch.manual_seed(0)
@@ -508,6 +510,7 @@ def speed_numbers(cfg: dict, log=print) -> dict:
         row["profile_top_ops_1_thread"] = {a.key[:60]: round(a.self_cpu_time_total / tot, 4) for a in ev[:8]}
         out["configs"][name] = row
     torch.set_num_threads(1)
+    out["loadavg_after"] = list(os.getloadavg())
     mid = out["configs"]["mid"]
     out["goal"] = "MFU >= 40% of the fp32 matmul peak at the mid-size config (global width >= 512)"
     out["goal_met_1_thread"] = mid["1_thread"]["mfu"] >= 0.40
@@ -848,6 +851,8 @@ def open_store(store: Path, cfg: dict, prep: dict, work: Path) -> int:
     for f in sorted((work / "results").glob("*.json")) if (work / "results").is_dir() else []:   # finished here before the store
         if not (store / "results" / f.name).exists():                                           # existed (same settings: checked)
             (store / "results").mkdir(exist_ok=True); shutil.copyfile(f, store / "results" / f.name)
+    if (store / "speed.json").exists():                        # measured by --speed with no job running: it replaces one
+        shutil.copyfile(store / "speed.json", work / "speed.json")   # measured while the workers trained
     atomic_write_json(work / "store.json", {"store": str(store)})
     return n
 
@@ -981,7 +986,10 @@ def render_md(res: dict) -> str:
                 L.append(f"| {name} (global width {row['dim_global']}, {row['batch_size']}x{row['seq_len']} bytes) | {th[0]} | "
                          f"{r['matmul_peak_flops'] / 1e9:.1f} | {r['bytes_per_s']:,.0f} | **{100 * r['mfu']:.1f}%** | {100 * r['mfu_dense_masks']:.1f}% | "
                          f"x{r['speedup_vs_dense_masks']:.2f} |")
-        L += ["", f"Goal ({spd['goal']}): met with 1 thread: {spd['goal_met_1_thread']}, with 2 threads: {spd['goal_met_2_threads']}.", "",
+        la = (f"; load average {spd['loadavg_before'][0]:.1f} before, {spd['loadavg_after'][0]:.1f} after, on {spd['cpu_count']} CPUs"
+              if "loadavg_before" in spd else "")
+        L += ["", f"Measured by `{spd.get('measured_by', '?')}`{la}.", "",
+              f"Goal ({spd['goal']}): met with 1 thread: {spd['goal_met_1_thread']}, with 2 threads: {spd['goal_met_2_threads']}.", "",
               "Profile of one training step (tiny, 1 thread, share of self CPU time): "
               + ", ".join(f"{k} {100 * v:.0f}%" for k, v in spd["configs"]["tiny"]["profile_top_ops_1_thread"].items()) + "."]
     rob = [a for a in order if a in arms and "robust_clean_bpb" in arms[a]]
@@ -1366,8 +1374,9 @@ def main(argv=None):
     if a.speed:                                                  # (re)measure the speed section alone, then rebuild the report
         if a.speed_steps: cfg["speed"].update(tiny_steps=a.speed_steps, mid_steps=a.speed_steps)
         spd = speed_numbers(cfg, log=lambda m: print(m, flush=True))
-        spd["measured_by"] = command + " --speed" + (f" --speed-steps {a.speed_steps}" if a.speed_steps else "") + " (after the training jobs)"
+        spd["measured_by"] = command + " --speed" + (f" --speed-steps {a.speed_steps}" if a.speed_steps else "") + " (no training job running)"
         atomic_write_json(work / "speed.json", spd)
+        if store != "none": atomic_write_json(Path(store) / "speed.json", spd)   # kept: the report uses it, not the under-load one
     done = [j for j in jobs if result_path(work, j).exists()]
     results = [json.loads(result_path(work, j).read_text()) for j in done]
     if (work / "speed.json").exists(): speed = json.loads((work / "speed.json").read_text())

@@ -189,6 +189,13 @@ def test_store_keeps_results_across_work_folders(bench, tmp_path):
     bench.result_path(tmp_path / "w2", "space_ps4:0").write_text('{"arm": "space_ps4", "seed": 0}')   # finished here only
     bench.open_store(store, cfg, prep2, tmp_path / "w2")
     assert json.loads(bench.result_path(store, "space_ps4:0").read_text())["arm"] == "space_ps4"       # now kept too
+    # a speed section kept in the store (measured by --speed, no job running) replaces one measured under the workers' load
+    (tmp_path / "w2" / "speed.json").write_text('{"measured_by": "while the training jobs ran"}')
+    bench.open_store(store, cfg, prep2, tmp_path / "w2")
+    assert "while" in json.loads((tmp_path / "w2" / "speed.json").read_text())["measured_by"]      # the store has none: kept
+    (store / "speed.json").write_text('{"measured_by": "--speed"}')
+    bench.open_store(store, cfg, prep2, tmp_path / "w2")
+    assert json.loads((tmp_path / "w2" / "speed.json").read_text()) == {"measured_by": "--speed"}
     # a worker's claim skips it; the other jobs are still to run
     claims = tmp_path / "w2" / "claims"; claims.mkdir()
     got = []
@@ -234,9 +241,9 @@ def test_generation_job_waits_for_its_model_unless_it_is_last(bench, tmp_path):
 def test_smoke_run_fills_the_store_and_a_new_machine_reuses_it(tmp_path):
     "Two runs of the command in fresh work folders sharing one store: the second runs no job and reports the same arms."
     import subprocess
-    run = lambda w: subprocess.run([sys.executable, str(ROOT / "bench" / "blt.py"), "--smoke", "--work", str(tmp_path / w),
-                                    "--store", str(tmp_path / "store"), "--out", str(tmp_path / f"out_{w}")],
-                                   capture_output=True, text=True, timeout=600)
+    run = lambda w, *more: subprocess.run([sys.executable, str(ROOT / "bench" / "blt.py"), "--smoke", "--work", str(tmp_path / w),
+                                           "--store", str(tmp_path / "store"), "--out", str(tmp_path / f"out_{w}"), *more],
+                                          capture_output=True, text=True, timeout=600)
     r1 = run("a")
     assert r1.returncode == 0, r1.stdout[-3000:] + r1.stderr[-3000:]
     kept = sorted(f.name for f in (tmp_path / "store" / "results").glob("*.json"))
@@ -247,3 +254,10 @@ def test_smoke_run_fills_the_store_and_a_new_machine_reuses_it(tmp_path):
     assert "[worker" not in r2.stdout
     a, b = (json.loads((tmp_path / f"out_{w}" / "blt.json").read_text()) for w in "ab")
     assert {k: v["bpb"] for k, v in a["arms"].items() if "bpb" in v} == {k: v["bpb"] for k, v in b["arms"].items() if "bpb" in v}
+    assert not (tmp_path / "store" / "speed.json").exists()              # measured under the workers' load: not kept
+    r3 = run("c", "--speed")                                             # measured with no job running: kept, and reported
+    assert r3.returncode == 0, r3.stdout[-3000:] + r3.stderr[-3000:]
+    kept_speed = json.loads((tmp_path / "store" / "speed.json").read_text())
+    assert "--speed" in kept_speed["measured_by"] and len(kept_speed["loadavg_before"]) == 3
+    c = json.loads((tmp_path / "out_c" / "blt.json").read_text())
+    assert c["speed"] == kept_speed and "[worker" not in r3.stdout
