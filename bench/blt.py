@@ -585,6 +585,15 @@ def _stream_of(docs, em):
     return s, stream_entropies(em, s)
 
 
+def _progress(job: str, step: int, steps: int, losses: list, train_s: float, start: int):
+    "A progress line every tenth of a job (the decisive jobs run about an hour each): step, recent training BPB, pace."
+    every = max(1, steps // 10)
+    if step % every == 0 or step == steps:
+        recent = losses[-every:]
+        pace = f", {train_s / max(1, step - start):.2f} s/step" if step > start else ""
+        print(f"  [{job}] step {step}/{steps}, training BPB {sum(recent) / max(1, len(recent)):.3f}{pace}", flush=True)
+
+
 def run_blt(arm: str, seed: int, cfg: dict, prep: dict, work: Path) -> dict:
     from latent_lm.core import set_seed
     from latent_lm.train import adamw
@@ -612,7 +621,7 @@ def run_blt(arm: str, seed: int, cfg: dict, prep: dict, work: Path) -> dict:
     start, st0 = load_job_state(ck, model, optim, sched) if every else (0, {})
     seen_patches, losses, train_s = int(st0.get("seen_patches", 0)), list(st0.get("losses", torch.zeros(0)).tolist()), float(st0.get("train_s", 0.0))
     model.train()
-    t0 = time.perf_counter()
+    t0 = t_run = time.perf_counter()
     for st in range(start, steps):
         j = order[st * B:(st + 1) * B]
         pl = L[j]
@@ -622,6 +631,7 @@ def run_blt(arm: str, seed: int, cfg: dict, prep: dict, work: Path) -> dict:
         optim.zero_grad(set_to_none=True); loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0); optim.step(); sched.step()
         seen_patches += int((pl > 0).sum()); losses.append(loss.item() / math.log(2))
+        _progress(f"{arm}:{seed}", st + 1, steps, losses, time.perf_counter() - t_run, start)
         if every and (st + 1) % every == 0 and st + 1 < steps:
             now = time.perf_counter(); train_s += now - t0; t0 = now
             save_job_state(ck, st + 1, model, optim, sched, {"seen_patches": seen_patches, "losses": torch.tensor(losses), "train_s": train_s})
@@ -692,7 +702,7 @@ def run_bpe(seed: int, cfg: dict, prep: dict, work: Path) -> dict:
     start, st0 = load_job_state(ck, model, optim, sched) if every else (0, {})
     bytes_seen, losses, train_s = int(st0.get("bytes_seen", 0)), list(st0.get("losses", torch.zeros(0)).tolist()), float(st0.get("train_s", 0.0))
     model.train()
-    t0 = time.perf_counter()
+    t0 = t_run = time.perf_counter()
     for st in range(start, steps):
         j = order[st * B:(st + 1) * B]
         nb = int(blen[y[j]].sum())
@@ -700,6 +710,7 @@ def run_bpe(seed: int, cfg: dict, prep: dict, work: Path) -> dict:
         optim.zero_grad(set_to_none=True); loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0); optim.step(); sched.step()
         bytes_seen += nb; losses.append(loss.item() * y[j].numel() / nb / math.log(2))
+        _progress(f"bpe:{seed}", st + 1, steps, losses, time.perf_counter() - t_run, start)
         if every and (st + 1) % every == 0 and st + 1 < steps:
             now = time.perf_counter(); train_s += now - t0; t0 = now
             save_job_state(ck, st + 1, model, optim, sched, {"bytes_seen": bytes_seen, "losses": torch.tensor(losses), "train_s": train_s})
