@@ -1143,10 +1143,11 @@ def make_notes(arms: dict, det: dict, setup: dict, v: str) -> str:
             + ", ".join(f"{g['global_steps_cached']} for {a.split('_')[1]} ({(len(g['seeds'][0]['prompt'].encode()) + 1 + int(a.split('_')[1][:-1])) / max(1, g['global_steps_cached']):.1f} bytes per global step)"
                         for a, g in gens.items()) + ".")
     flops = setup["bytes_seen_per_run"] * statistics.mean(arms[a]["train_flops_per_byte"] for a in arms if "train_flops_per_byte" in arms[a])
-    per_ps = {ps: statistics.mean(arms[arm_name(s, ps)]["bpb"] for s in SCHEMES if arm_name(s, ps) in arms) for ps in pss}
-    fl_ps = {ps: statistics.mean(arms[arm_name(s, ps)]["train_flops_per_byte"] for s in SCHEMES if arm_name(s, ps) in arms) for ps in pss}
-    if len(pss) > 1:
-        lo_ps, hi_ps = min(pss), max(pss)
+    done_ps = [ps for ps in pss if any(arm_name(s, ps) in arms for s in SCHEMES)]      # a partial report may lack a patch size
+    per_ps = {ps: statistics.mean(arms[arm_name(s, ps)]["bpb"] for s in SCHEMES if arm_name(s, ps) in arms) for ps in done_ps}
+    fl_ps = {ps: statistics.mean(arms[arm_name(s, ps)]["train_flops_per_byte"] for s in SCHEMES if arm_name(s, ps) in arms) for ps in done_ps}
+    if len(done_ps) > 1:
+        lo_ps, hi_ps = min(done_ps), max(done_ps)
         n_sch = len({a.rsplit("_ps", 1)[0] for a in arms if "_ps" in a})
         parts.append(f"Averaged over the {n_sch} schemes, the ~{hi_ps} arms ({fl_ps[hi_ps] / fl_ps[lo_ps] - 1:+.0%} training FLOPs per byte, "
                      f"{lo_ps / hi_ps - 1:+.0%} global steps) reach {per_ps[hi_ps]:.3f} BPB against {per_ps[lo_ps]:.3f} for ~{lo_ps}: fewer "
@@ -1359,7 +1360,9 @@ def main(argv=None):
     else: (work / "store.json").unlink(missing_ok=True)
     jobs = jobs_for(cfg)
     todo = [j for j in jobs if not result_path(work, j).exists()] if not (a.report_only or a.speed) else []
-    print(f"[blt bench] {len(jobs) - len(todo)} of {len(jobs)} jobs already done; {len(todo)} to run on {cfg['workers']} workers", flush=True)
+    n_done = sum(result_path(work, j).exists() for j in jobs)
+    print(f"[blt bench] {n_done} of {len(jobs)} jobs already done; " + (f"{len(todo)} to run on {cfg['workers']} workers" if not (a.report_only or a.speed)
+          else "running none (--report-only / --speed)"), flush=True)
     if todo:
         run_id = f"{os.getpid()}_{int(time.time())}"
         procs = []

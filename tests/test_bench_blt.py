@@ -95,6 +95,19 @@ def test_smoke_jobs(bench, tmp_path):
     assert bench.result_path(tmp_path, "bpe:0").name == "bpe__s0.json"
 
 
+def test_partial_report_with_a_patch_size_not_yet_run(bench, tmp_path):
+    "The decisive run spreads over sittings: its partial report must build from one finished job, with a patch size still missing."
+    cfg = json.loads(json.dumps(bench.MODES["smoke"]))
+    cfg.update(steps=2, train_bytes=30_000, ngram_bytes=30_000, heldout_bytes=1_500, robust_bytes=400, patch_sizes=[4, 6])
+    prep = bench.prepare(cfg, tmp_path, log=lambda m: None)
+    res = bench.run_job("static_ps4:0", cfg, prep, tmp_path)
+    out = bench.build_results(cfg, "smoke", prep, [res], {"one": 1e9, "all": 2e9, "threads": 2}, 1.0, "python bench/blt.py --smoke")
+    assert list(out["arms"]) == ["static_ps4"] and out["arms"]["static_ps4"]["bpb"] == res["bpb"]
+    assert out["verdict"] == "not reproduced"                             # no entropy arm has run: nothing is established
+    bench.write_md(out, tmp_path / "blt.md")
+    assert "| static_ps4 |" in (tmp_path / "blt.md").read_text()
+
+
 def test_premise_numbers_by_hand(bench):
     "The premise on 'ab cd ef': word starts a, c, e (3 of 8 real bytes); high entropy before b, c and e (2 of those 3 start words)."
     from latent_lm.blt.tokenizer import ByteTokenizer
