@@ -1149,12 +1149,21 @@ def make_notes(arms: dict, det: dict, setup: dict, v: str) -> str:
     if len(done_ps) > 1:
         lo_ps, hi_ps = min(done_ps), max(done_ps)
         n_sch = len({a.rsplit("_ps", 1)[0] for a in arms if "_ps" in a})
+        diff = per_ps[hi_ps] - per_ps[lo_ps]
+        noise = max([det[str(p)]["pooled_std"] for p in (lo_ps, hi_ps) if str(p) in det] or [0.0])
+        reading = (f"within 2 pooled std ({2 * noise:.4f}) of each other: fewer global steps cost nothing measurable, a sign that the "
+                   "global model adds little at this stage of training" if noise > 0 and abs(diff) <= 2 * noise else
+                   f"fewer global steps cost {diff:+.4f} BPB" + (f" ({abs(diff) / noise:.0f} pooled std)" if noise > 0 else " (one seed: no noise estimate)"))
         parts.append(f"Averaged over the {n_sch} schemes, the ~{hi_ps} arms ({fl_ps[hi_ps] / fl_ps[lo_ps] - 1:+.0%} training FLOPs per byte, "
-                     f"{lo_ps / hi_ps - 1:+.0%} global steps) reach {per_ps[hi_ps]:.3f} BPB against {per_ps[lo_ps]:.3f} for ~{lo_ps}: fewer "
-                     "global steps cost nothing measurable, a sign that the global model adds little at this stage of training.")
-    parts.append(f"Scale: each run here sees {mb:.2f} MB ({flops:.2g} training FLOPs) with {setup['blt_params']:,} non-embedding parameters; "
-                 "the paper's 1B patching ablations see 100 GB, and SpaceByte's 0.05-0.10 BPB gain of content boundaries over fixed stride "
-                 "was measured at 1e19 FLOPs. These BLTs are far from converged (held-out BPB "
+                     f"{lo_ps / hi_ps - 1:+.0%} global steps) reach {per_ps[hi_ps]:.3f} BPB against {per_ps[lo_ps]:.3f} for ~{lo_ps}: {reading}.")
+    scale = (f"Scale: each run here sees {mb:.2f} MB ({flops:.2g} training FLOPs) with {setup['blt_params']:,} non-embedding parameters; "
+             "the paper's 1B patching ablations see 100 GB, and SpaceByte's 0.05-0.10 BPB gain of content boundaries over fixed stride "
+             "was measured at 1e19 FLOPs.")
+    if setup["mode"] in ("decisive", "full"):                      # the long run itself: report, do not recommend
+        parts.append(scale + f" Held-out BPB of the BLT arms: {min(arms[a]['bpb'] for a in blt_arms):.3f}-{max(arms[a]['bpb'] for a in blt_arms):.3f}; "
+                     f"the {setup['entropy_model']['n']}-gram entropy model alone, counted on {setup['entropy_model']['trained_on_bytes'] / 1e6:.0f} MB, "
+                     f"reaches {setup['entropy_model']['heldout_bpb']:.3f}.")
+    else: parts.append(scale + " These BLTs are far from converged (held-out BPB "
                  f"{min(arms[a]['bpb'] for a in blt_arms):.2f}-{max(arms[a]['bpb'] for a in blt_arms):.2f}; the "
                  f"{setup['entropy_model']['n']}-gram entropy model alone, counted on {setup['entropy_model']['trained_on_bytes'] / 1e6:.0f} MB, "
                  f"reaches {setup['entropy_model']['heldout_bpb']:.2f}); what they have learnt is most likely local byte statistics from the hash "
@@ -1247,12 +1256,12 @@ def build_results(cfg: dict, mode: str, prep: dict, results: list[dict], peaks: 
                                 "tiny local model predicts the runs on its own, so BPB need not separate there.",
                         "numbers": {k: v for k, v in pc.items() if k != "shows"}, "shows": pc.get("shows")}
     res = {"claim": CLAIM, "command": command, "setup": setup, "arms": arms, "verdict": v, "premise": premise,
-           "positive_control": positive_control, "notes": make_notes(arms, det, setup, v) + " " + premise_note(premise, positive_control, speed),
+           "positive_control": positive_control, "notes": make_notes(arms, det, setup, v) + " " + premise_note(premise, positive_control, speed, det),
            "verdict_by_patch_size": det, "speed": speed}
     return res
 
 
-def premise_note(premise: dict, pc: dict | None = None, speed: dict | None = None) -> str:
+def premise_note(premise: dict, pc: dict | None = None, speed: dict | None = None, det: dict | None = None) -> str:
     ent = {k: v for k, v in premise["numbers"].items() if isinstance(v, dict) and "lift" in v}
     if not ent: return "Premise: not measured (no entropy arm)."
     sp = premise["numbers"].get("spans", {})
@@ -1274,17 +1283,28 @@ def premise_note(premise: dict, pc: dict | None = None, speed: dict | None = Non
     sp = premise["numbers"].get("spans", {})
     if sp and not premise["holds"] and sp.get("static_share_at_largest_patch_size", 1) < PREMISE_SHARE:
         out += (f" So at this scale a fixed stride wastes only {100 * sp['static_share_at_largest_patch_size']:.1f}% of its global steps "
-                "inside long predictable runs: on this corpus, with this entropy model, there is little for entropy patching to fix, "
-                "which fits the absence of a BPB difference between the arms (the positive control shows the mechanism works where such "
-                "runs exist).")
+                "inside long predictable runs: on this corpus, with this entropy model, there is little for entropy patching to fix "
+                "(the positive control shows the mechanism works where such runs exist)")
+        beat = [ps for ps, d in (det or {}).items() if d.get("entropy_beats_static")]
+        out += (f"; entropy nevertheless beats static at patch size {', '.join(beat)} by the rule, so that gain does not come only "
+                "from skipping such runs." if beat else "; this fits the absence of a BPB difference between static and entropy by the rule."
+                if det else ".")
     if speed:
         m, t = speed["configs"]["mid"], speed["configs"]["tiny"]
         out += (f" Speed (same process, fp32 matmul peak timed around each measurement): training MFU at the tiny config "
                 f"{100 * t['1_thread']['mfu']:.0f}% (1 thread) / {100 * t['2_thread']['mfu']:.0f}% (2 threads), at the mid-size config "
                 f"(global width {m['dim_global']}) {100 * m['1_thread']['mfu']:.0f}% / {100 * m['2_thread']['mfu']:.0f}%; the structured "
                 f"attention masks run the step x{m['1_thread']['speedup_vs_dense_masks']:.2f} (mid) and x{t['1_thread']['speedup_vs_dense_masks']:.2f} "
-                "(tiny) as fast as the dense masks of the first version (1 thread). The machine was shared (load average well above "
-                "its 2 cores): the 2-thread peak came out below the 1-thread one, so the 2-thread figures measure contention more than the code.")
+                "(tiny) as fast as the dense masks of the first version (1 thread). ")
+        la = (f"load average {speed['loadavg_before'][0]:.1f} before, {speed['loadavg_after'][0]:.1f} after, on {speed['cpu_count']} CPUs"
+              if "loadavg_before" in speed else "load not recorded")
+        if any(c["2_thread"]["matmul_peak_flops"] < c["1_thread"]["matmul_peak_flops"] for c in (m, t)):
+            out += (f"The machine was shared ({la}): the 2-thread peak came out below the 1-thread one, so the 2-thread figures "
+                    "measure contention more than the code.")
+        else:
+            out += (f"The 2-thread matmul peak was x{t['2_thread']['matmul_peak_flops'] / t['1_thread']['matmul_peak_flops']:.2f} (tiny) and "
+                    f"x{m['2_thread']['matmul_peak_flops'] / m['1_thread']['matmul_peak_flops']:.2f} (mid) the 1-thread one ({la}; "
+                    f"measured by {speed.get('measured_by', 'the run')}).")
     return out
 
 
