@@ -87,9 +87,10 @@ MODES = {
                  robust_sizes=[4, 6], ngram=dict(n=4, k=0.02, max_contexts=2 ** 18), bpe_vocab=4096, gen_bytes=[512, 2048],
                  gen_recompute_samples={"512": None, "2048": None}, gen_prompt_bytes=48, workers=2,
                  speed=dict(tiny_steps=20, mid_seq_len=512, mid_batch_size=8, mid_steps=5)),
-    # the decisive run (designed, not run in this session): the full model at 3 seeds, 12.3 MB per run (80x the quick runs'
-    # 154 KB: the quick runs' across-seed std of ~0.01 BPB would shrink well below the ~0.01-0.03 BPB gap the paper's
-    # Figure 6 implies at these patch sizes if seed noise falls like 1/sqrt(bytes)); ~6-7 h on 2 idle cores
+    # the decisive run: the full model at 3 seeds, 12.3 MB per run (80x the quick runs' 154 KB: the quick runs' across-seed
+    # std of ~0.01 BPB would shrink well below the ~0.01-0.03 BPB gap the paper's Figure 6 implies at these patch sizes if
+    # seed noise falls like 1/sqrt(bytes)); measured with 2 single-thread workers on 2 quiet cores: 0.74-0.91 s per step for
+    # static and space, 0.92-1.12 for entropy (37-56 min per run), 0.55 for BPE; ~15 CPU-hours, ~7-8 h, over several sittings
     "decisive": dict(model=FULL_MODEL, seq_len=512, batch_size=8, steps=3000, ckpt_every=100, lr=1e-2, bpe_lr=3e-3, warmup=200, weight_decay=0.1, seeds=[0, 1, 2],
                      patch_sizes=[4, 6], train_bytes=9_000_000, ngram_bytes=9_000_000, heldout_bytes=200_000, robust_bytes=50_000,
                      robust_sizes=[4], ngram=dict(n=4, k=0.02, max_contexts=2 ** 18), bpe_vocab=4096, gen_bytes=[512],
@@ -519,7 +520,7 @@ def speed_numbers(cfg: dict, log=print) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------------------- job checkpoints
-# A long job (the decisive and full modes: ~35 CPU-min per run) saves its training state every `ckpt_every` steps, so a run
+# A long job (the decisive and full modes: 37-56 CPU-min per BLT run) saves its training state every `ckpt_every` steps, so a run
 # stopped by a killed session goes on from its last checkpoint instead of from step 0. Only tensors and plain numbers are
 # saved, and they are read back with weights_only=True. There is no dropout, and the data order and initialisation are
 # fixed by the seed, so a resumed job trains exactly as an uninterrupted one (tests/test_bench_blt.py checks this).
@@ -819,7 +820,7 @@ def worker(work: Path, run_id: str, wid: int):
 
 
 # ------------------------------------------------------------------------------------------------------------- the store
-# The decisive run takes ~13 CPU-hours on 2 cores, longer than a sitting, and a machine may not keep its work folder from one
+# The decisive run takes ~15 CPU-hours on 2 cores, longer than a sitting, and a machine may not keep its work folder from one
 # sitting to the next. The store is a folder in the repository (bench/runs/blt_<mode>) that keeps every finished job's result
 # (a small JSON file; no weights), with the settings and the fingerprint of the prepared data they were made with. A run
 # copies the store's results into its work folder before it starts, so finished jobs are not run again on another machine,
@@ -1171,9 +1172,9 @@ def make_notes(arms: dict, det: dict, setup: dict, v: str) -> str:
                  "For the global model to carry enough of the prediction for the boundary rule to show reliably, a run needs roughly 100x "
                  "these bytes (tens of MB per run, e.g. "
                  "`python bench/blt.py --decisive`: 12.3 MB per run (80x these runs), a 4-layer d=256 global model, 512-byte context, 3.5M "
-                 "non-embedding parameters, entropy vs static vs space at ~4 and ~6 bytes, 3 seeds, plus BPE; about 0.7 s per step on one "
-                 "idle core, so ~6-7 h for its 21 runs on 2 idle cores; NOT RUN in this session: the quick runs alone took 19 minutes on "
-                 "the shared machine; a GPU would be far faster, not measured here) "
+                 "non-embedding parameters, entropy vs static vs space at ~4 and ~6 bytes, 3 seeds, plus BPE; 0.74-1.12 s per step for a "
+                 "single-thread worker, 37-56 min per BLT run, ~7-8 h for its 22 jobs with 2 workers on 2 cores, run over several "
+                 "sittings with its finished jobs kept in bench/runs/blt_decisive) "
                  "and ideally a transformer entropy model with a longer context than the n-gram's.")
     if v != "reproduced":
         parts.append("The claim is therefore not established at this scale; the result is reported as measured.")
