@@ -917,7 +917,9 @@ def verdict(arms: dict, patch_sizes) -> tuple[str, dict]:
         close = sp_gap <= max(_pooled(arms, sp, en), gap / 2)
         paired = [a["bpb"] - b["bpb"] for a, b in zip(arms[st]["seeds"], arms[en]["seeds"])]
         det[str(ps)] = {"static_minus_entropy": gap, "pooled_std": pooled, "entropy_beats_static": beats,
-                        "space_minus_entropy": sp_gap, "space_close": close, "paired_static_minus_entropy_per_seed": paired}
+                        "space_minus_entropy": sp_gap, "space_close": close, "paired_static_minus_entropy_per_seed": paired,
+                        # reported next to the rule, not part of it: the spread of the per-seed differences
+                        "paired_std": statistics.stdev(paired) if len(paired) > 1 else None}
     n_beat = sum(v["entropy_beats_static"] for v in det.values())
     if len(det) == len(patch_sizes) and n_beat == len(det) and all(v["space_close"] for v in det.values()): return "reproduced", det
     if n_beat >= 1: return "partial", det
@@ -956,11 +958,11 @@ def render_md(res: dict) -> str:
         per = ", ".join(f"{r['bpb']:.3f}" for r in m["seeds"])
         L.append(f"| {a} | {pat} | {tr} | {ev} | **{m['bpb']:.4f} ± {m['bpb_std']:.4f}** | {per} | {m['bytes_seen']:,.0f} | "
                  f"{m['train_flops_per_byte']:.3g} | {m['params']:,.0f} | {m['bytes_per_s']:,.0f} | {100 * m['mfu']:.1f}% |")
-    L += ["", "## Verdict details (per patch size)", "", "| patch size | static − entropy | pooled std | entropy beats static | space − entropy | space close | static − entropy per seed |",
-          "|---|---|---|---|---|---|---|"]
+    L += ["", "## Verdict details (per patch size)", "", "| patch size | static − entropy | pooled std | entropy beats static | space − entropy | space close | static − entropy per seed | std of the per-seed differences |",
+          "|---|---|---|---|---|---|---|---|"]
     for ps, v in res["verdict_by_patch_size"].items():
         L.append(f"| ~{ps} | {v['static_minus_entropy']:+.4f} | {v['pooled_std']:.4f} | {v['entropy_beats_static']} | {v['space_minus_entropy']:+.4f} | "
-                 f"{v['space_close']} | {', '.join(f'{d:+.4f}' for d in v['paired_static_minus_entropy_per_seed'])} |")
+                 f"{v['space_close']} | {', '.join(f'{d:+.4f}' for d in v['paired_static_minus_entropy_per_seed'])} | {_f(v.get('paired_std'), 4)} |")
     P = res["premise"]
     L += ["", f"## Premise (holds: {P['holds']})", "", P["what"], "", "| entropy arm | threshold (nats) | high-entropy bytes | word starts among them | "
           "word starts among all bytes | lift | high-entropy among word starts |", "|---|---|---|---|---|---|---|"]
@@ -1109,6 +1111,18 @@ def make_notes(arms: dict, det: dict, setup: dict, v: str) -> str:
                      f"the ranking by mean BPB is {rank_txt}; "
                      f"static − entropy = {d['static_minus_entropy']:+.4f} against a pooled std of {d['pooled_std']:.4f} "
                      f"(per seed, paired on the same init and data: {', '.join(f'{x:+.4f}' for x in d['paired_static_minus_entropy_per_seed'])}).")
+    paired_sd = {ps: (d["paired_std"], d["pooled_std"]) for ps, d in det.items() if d.get("paired_std") is not None}
+    arm_sd = [arms[a]["bpb_std"] for a in arms if "bytes_per_patch_train" in arms[a] and len(arms[a]["seeds"]) > 1]
+    if paired_sd and arm_sd:                      # where the seed noise lives: the rule is unpaired, so say how much of it pairing removes
+        shared = all(sd < po for sd, po in paired_sd.values())        # correlation of the two arms over seeds above 0.5
+        parts.append(f"Seed noise: the BLT arms' std over seeds is {min(arm_sd):.4f}-{max(arm_sd):.4f} BPB. The per-seed static − entropy differences "
+                     "spread " + ", ".join(f"{sd:.4f} at ~{ps}" for ps, (sd, po) in paired_sd.items()) + ", where independent noise in the two arms "
+                     "would give sqrt(2) x their pooled std (" + ", ".join(f"{math.sqrt(2) * po:.4f}" for sd, po in paired_sd.values()) + "): "
+                     + ("much of the seed noise is shared by the arms of a seed (same initial weights, same windows in the same order) and cancels "
+                        "in the paired differences, but not in the unpaired rule stated before the run, which the verdict keeps. " if shared else
+                        "pairing on the same initial weights and windows does not reduce it. ")
+                     + ("The run's size was chosen on the assumption that seed noise falls like 1/sqrt(bytes) from the quick runs' (~0.01 BPB "
+                        "at 154 kB per run, i.e. ~0.001 at 80x the bytes); the per-arm std did not fall that way." if setup["mode"] == "decisive" else ""))
     if "bpe" in arms:
         b = arms["bpe"]
         parts.append(f"The BPE baseline (matched to {setup['bpe']['train_flops_per_byte']:.3g} vs the BLT's "

@@ -42,6 +42,10 @@ def test_verdict_rule(bench):
     v, det = bench.verdict(_arms(bench, good), [4, 6])
     assert v == "reproduced" and det["4"]["entropy_beats_static"] and det["6"]["space_close"]
     assert det["4"]["paired_static_minus_entropy_per_seed"] == pytest.approx([0.1, 0.1, 0.1])
+    assert det["4"]["paired_std"] == pytest.approx(0.0, abs=1e-12)   # both arms move together over seeds: the noise is shared
+    un = _arms(bench, good)
+    un["entropy_ps4"]["seeds"] = un["entropy_ps4"]["seeds"][::-1]    # the same spread, now opposite: differences 0.08, 0.1, 0.12
+    assert bench.verdict(un, [4, 6])[1]["4"]["paired_std"] == pytest.approx(0.02)
     far_space = {**good, "space_ps6": 2.09}                     # space far from entropy at ~6: not everything holds
     assert bench.verdict(_arms(bench, far_space), [4, 6])[0] == "partial"
     one = {**good, "entropy_ps6": 2.095}                       # gap 0.005 < pooled std 0.01 at ~6
