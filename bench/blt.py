@@ -1043,13 +1043,14 @@ def plot(res: dict, out_dir: Path) -> list[str]:
     colors = {"static": "tab:gray", "space": "tab:green", "entropy": "tab:red", "monotonic": "tab:orange", "random": "tab:purple", "bpe": "tab:blue"}
     pss = setup["patch_sizes"]
     fig, ax = plt.subplots(figsize=(8, 4.2))
-    w = 0.15
-    for i, s in enumerate(SCHEMES):
+    shown = [s for s in SCHEMES if any(arm_name(s, ps) in arms for ps in pss)]      # the schemes this mode ran: no empty legend entries
+    w = 0.75 / max(1, len(shown))
+    for i, s in enumerate(shown):
         xs, ys, es = [], [], []
         for j, ps in enumerate(pss):
             a = arm_name(s, ps)
             if a not in arms: continue
-            x0 = j + (i - 2) * w
+            x0 = j + (i - (len(shown) - 1) / 2) * w
             xs.append(x0); ys.append(arms[a]["bpb"]); es.append(arms[a]["bpb_std"])
             ax.scatter([x0] * len(arms[a]["seeds"]), [r["bpb"] for r in arms[a]["seeds"]], s=8, color="k", zorder=3)
         ax.bar(xs, ys, width=w, yerr=es, capsize=3, color=colors[s], label=s)
