@@ -1232,7 +1232,9 @@ def build_results(cfg: dict, mode: str, prep: dict, results: list[dict], peaks: 
                                         "waits for its slowest thread, and the other core is busy with other work."),
              "mfu_definition": "paper-accounting training FLOPs per byte (3 x forward; embeddings 0; entropy model excluded) x bytes/s, "
                                "divided by the float32 matmul FLOP/s measured on 1 thread in the same worker right before and after the arm",
-             "wall_seconds": round(wall_s, 1), "wall_seconds_note": "all invocations that ran jobs (a resumed run adds up its parts)",
+             "wall_seconds": round(wall_s, 1), "wall_seconds_note": "the invocations that ran jobs and recorded their end (a resumed run adds up its parts; one stopped by a "
+             "signal records its end only since the decisive run's last sitting, so an earlier stopped sitting is missing and the sum can "
+             "undercount); job_seconds_total is the sum of every job's own time",
              "prep_seconds": prep.get("prep_seconds"),
              "job_seconds_total": round(sum(r.get("job_seconds", 0) for r in results), 1)}
     pr = prep["premise"]
@@ -1409,6 +1411,9 @@ def main(argv=None):
         def stop(*_):
             for p in procs:
                 if p.poll() is None: p.terminate()
+            with open(work / "invocations.jsonl", "a") as f:      # the wall time of a stopped sitting counts too
+                f.write(json.dumps({"start": t0, "end": time.time(), "jobs_run": len(todo), "stopped": True,
+                                    "peaks": {**peaks, "one": peaks["one_start"], "all": peaks["all_start"]}}) + "\n")
             raise SystemExit(f"interrupted; finished jobs are kept in {work}; rerun the same command to resume")
         signal.signal(signal.SIGTERM, stop)
         try:
@@ -1441,8 +1446,9 @@ def main(argv=None):
         f.write(json.dumps({"start": t0, "end": time.time(), "jobs_run": len(todo), "peaks": peaks}) + "\n")
     inv = [json.loads(l) for l in (work / "invocations.jsonl").read_text().splitlines() if l.strip()]
     with_jobs = [r for r in inv if r["jobs_run"]]
-    if not todo and with_jobs and with_jobs[-1].get("peaks"):
-        peaks = with_jobs[-1]["peaks"]                     # a rebuild from cached results: report the machine of the run that trained
+    finished = [r for r in with_jobs if not r.get("stopped") and r.get("peaks")]
+    if not todo and finished:
+        peaks = finished[-1]["peaks"]                     # a rebuild from cached results: report the machine of the run that trained
     res = build_results(cfg, mode, prep, results, peaks, time.time() - t0, command, speed)
     res["setup"]["wall_seconds"] = round(sum(r["end"] - r["start"] for r in with_jobs), 1) if with_jobs else res["setup"]["wall_seconds"]
     res["setup"]["wall_seconds_this_invocation"] = round(time.time() - t0, 1)
