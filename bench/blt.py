@@ -1123,7 +1123,9 @@ def make_notes(arms: dict, det: dict, setup: dict, v: str) -> str:
                         "in the paired differences, but not in the unpaired rule stated before the run, which the verdict keeps. " if shared else
                         "pairing on the same initial weights and windows does not reduce it. ")
                      + ("The run's size was chosen on the assumption that seed noise falls like 1/sqrt(bytes) from the quick runs' (~0.01 BPB "
-                        "at 154 kB per run, i.e. ~0.001 at 80x the bytes); the per-arm std did not fall that way." if setup["mode"] == "decisive" else ""))
+                        "at 154 kB per run, i.e. ~0.001 at 80x the bytes); the per-arm std "
+                        + ("did not fall that way." if min(arm_sd) > 3 * 0.01 / math.sqrt(80) else "fell about that much.")
+                        if setup["mode"] == "decisive" else ""))
     if "bpe" in arms:
         b = arms["bpe"]
         parts.append(f"The BPE baseline (matched to {setup['bpe']['train_flops_per_byte']:.3g} vs the BLT's "
